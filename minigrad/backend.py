@@ -1,0 +1,149 @@
+"""The one place that knows NumPy from CuPy.
+
+Every other module asks this one for its array module (``xp``) instead of
+importing NumPy or CuPy itself, so the same code runs on the CPU and on a GPU
+(Chainer calls this ``get_array_module``). CuPy is imported lazily: a machine
+without it, or without a GPU, can still use every CPU feature.
+
+    >>> xp = get_xp("cpu")          # numpy
+    >>> xp = xp_of(some_array)      # numpy or cupy, whichever owns the array
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy
+
+DEVICES = ("cpu", "cuda")
+GPU_INSTALL_HINT = "pip install 'minigrad[gpu]' (CuPy for CUDA 12) on a machine with an NVIDIA GPU"
+
+_cupy: ModuleType | None = None
+_cupy_error: str | None = None
+
+
+def _import_cupy() -> ModuleType:
+    """Import CuPy once and check that a GPU answers; raise a clear error otherwise."""
+    global _cupy, _cupy_error
+    if _cupy is not None:
+        return _cupy
+    if _cupy_error is None:
+        try:
+            import cupy
+
+            cupy.cuda.runtime.getDeviceCount()  # raises when no driver / no GPU
+            _cupy = cupy
+            return cupy
+        except ImportError:
+            _cupy_error = "CuPy is not installed"
+        except Exception as error:  # CUDA errors have several types across CuPy versions
+            _cupy_error = f"CuPy cannot reach a GPU ({type(error).__name__}: {error})"
+    raise RuntimeError(f"device 'cuda' is not available: {_cupy_error}. Install it with {GPU_INSTALL_HINT}.")
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and at least one GPU answers."""
+    try:
+        _import_cupy()
+        return True
+    except RuntimeError:
+        return False
+
+
+def check_device(device: str) -> str:
+    """Return ``device`` normalised ("cpu" or "cuda"), or raise naming the valid ones."""
+    if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: use one of {DEVICES}")
+    return device.split(":")[0]
+
+
+def get_xp(device: str) -> ModuleType:
+    """The array module for a device: numpy for "cpu", cupy for "cuda"."""
+    if check_device(device) == "cpu":
+        return numpy
+    return _import_cupy()
+
+
+def is_cupy_array(array: Any) -> bool:
+    """True for a CuPy array, without importing CuPy when it was never used."""
+    return _cupy is not None and isinstance(array, _cupy.ndarray)
+
+
+def xp_of(array: Any) -> ModuleType:
+    """The array module that owns ``array`` (numpy for anything that is not a CuPy array)."""
+    return _cupy if is_cupy_array(array) else numpy
+
+
+def device_of(array: Any) -> str:
+    """"cuda" for a CuPy array, "cpu" otherwise."""
+    return "cuda" if is_cupy_array(array) else "cpu"
+
+
+def to_device(array: Any, device: str) -> Any:
+    """Move (or copy, if it must) ``array`` to ``device``; a no-op when it is already there."""
+    device = check_device(device)
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return array.get()
+    return _import_cupy().asarray(array)
+
+
+def to_numpy(array: Any) -> numpy.ndarray:
+    """A NumPy array holding the values of ``array`` (copied from the GPU if needed)."""
+    if is_cupy_array(array):
+        return array.get()
+    return numpy.asarray(array)
+
+
+# ---------------------------------------------------------------------------
+# Random numbers: one seedable generator per device.
+# ---------------------------------------------------------------------------
+_generators: dict[str, Any] = {}
+_DEFAULT_SEED = 0
+
+
+def rng(device: str = "cpu") -> Any:
+    """The random generator of ``device`` (a ``numpy.random.Generator`` or its CuPy twin)."""
+    device = check_device(device)
+    if device not in _generators:
+        _generators[device] = get_xp(device).random.default_rng(_DEFAULT_SEED)
+    return _generators[device]
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator of every device, as ``torch.manual_seed`` does."""
+    global _DEFAULT_SEED
+    _DEFAULT_SEED = int(seed)
+    for device in list(_generators):
+        _generators[device] = get_xp(device).random.default_rng(_DEFAULT_SEED)
+
+
+def get_rng_state() -> dict:
+    """The CPU generator's state as a plain dict (JSON-safe); used by checkpoints."""
+    return rng("cpu").bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore a state returned by :func:`get_rng_state`."""
+    rng("cpu").bit_generator.state = state
+
+
+# ---------------------------------------------------------------------------
+# The few functions whose spelling differs between NumPy and CuPy.
+# ---------------------------------------------------------------------------
+def scatter_add(target: Any, indices: Any, values: Any) -> None:
+    """``target[indices] += values`` where repeated indices add up (unlike plain ``+=``)."""
+    if is_cupy_array(target):
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+    else:
+        numpy.add.at(target, indices, values)
+
+
+def sliding_window_view(array: Any, window_shape: tuple, axis: tuple) -> Any:
+    """A read-only view of every window of ``array`` (no copy); see numpy's docs."""
+    xp = xp_of(array)
+    return xp.lib.stride_tricks.sliding_window_view(array, window_shape, axis=axis)
