@@ -1,0 +1,419 @@
+"""Pooling kernels: max, average and adaptive average pooling, forward and backward, on raw arrays.
+
+Every function takes ``x: (N, C, H, W)`` (or an unbatched ``(C, H, W)``, like torch) and returns
+``(out, ctx)``; the matching ``*_backward(grad_out, ctx)`` returns ``grad_x`` with the shape of ``x``.
+The semantics are PyTorch's, divisor rules and tie-breaking included (the tests compare with torch).
+
+How a window is read without Python loops over pixels: pad the input once, then for each of the
+``kH * kW`` kernel positions ``(i, j)`` take the strided slice
+
+    padded[:, :, i*d : i*d + s*(OH-1) + 1 : s,  j*d : j*d + s*(OW-1) + 1 : s]      shape (N, C, OH, OW)
+
+which holds, for every output pixel at once, the input value under kernel tap ``(i, j)``. Pooling is a
+reduction over those ``kH * kW`` slices (a running max, or a sum), and its backward is ``kH * kW``
+strided adds into a zero gradient of the padded shape. Each slice touches distinct input pixels, so a
+plain ``+=`` is exact; overlapping windows add up across the loop, as they should.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, NamedTuple
+
+from minigrad import backend
+
+# ---------------------------------------------------------------------------
+# Shared helpers: argument checks, output sizes, padding and window slices.
+# ---------------------------------------------------------------------------
+
+
+def _pair(value: Any, name: str, op: str) -> tuple[int, int]:
+    """``3 -> (3, 3)``, ``(3, 2) -> (3, 2)``; anything else raises naming the op and the argument."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    try:
+        if len(values) != 2 or any(isinstance(v, bool) for v in values):
+            raise TypeError
+        return (operator.index(values[0]), operator.index(values[1]))
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
+
+
+def _as_batched(x: Any, op: str) -> tuple[Any, bool]:
+    """Return ``x`` as (N, C, H, W) and whether it came unbatched as (C, H, W) (torch accepts both)."""
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{op}: expected a 4-D input (N, C, H, W) or a 3-D input (C, H, W), got shape {tuple(x.shape)}; "
+            f"reshape the input, e.g. x[None] to add a batch axis"
+        )
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"{op}: expected a floating-point input, got dtype {x.dtype}; cast it, e.g. x.astype('float32')"
+        )
+    return (x[None], True) if x.ndim == 3 else (x, False)
+
+
+def pool_output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False
+) -> int:
+    """Windows along one axis: ``floor((size + 2p - d(k-1) - 1) / s) + 1``, ``ceil`` with ceil_mode.
+
+    In ceil mode the last window may hang past the padded input; PyTorch keeps it only if it *starts*
+    inside the input or the left padding, i.e. drops it when ``(out - 1) * s >= size + p``.
+    The result can be zero or negative when the window does not fit; callers check that.
+    """
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if not ceil_mode:
+        return span // stride + 1  # Python's // floors, like torch's div_rtn, also for negative spans
+    out = -(-span // stride) + 1  # ceil(span / stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+class _Geometry(NamedTuple):
+    """Everything about a pooling window, per axis as (height, width) pairs."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+    padded_size: tuple[int, int]  # top/left padding is `padding`; the bottom/right gets the rest
+
+
+def _geometry(
+    op: str, shape: tuple, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool
+) -> _Geometry:
+    """Check the pooling arguments the way torch does and work out the output and padded sizes."""
+    kernel = _pair(kernel_size, "kernel_size", op)
+    no_stride = stride is None or (
+        isinstance(stride, (tuple, list)) and len(stride) == 0
+    )  # torch: [] = default
+    stride = kernel if no_stride else _pair(stride, "stride", op)
+    padding = _pair(padding, "padding", op)
+    dilation = _pair(dilation, "dilation", op)
+    for name, values, smallest in (
+        ("kernel_size", kernel, 1),
+        ("stride", stride, 1),
+        ("dilation", dilation, 1),
+        ("padding", padding, 0),
+    ):
+        if min(values) < smallest:
+            raise ValueError(f"{op}: {name} must be >= {smallest}, got {values} (input {tuple(shape)})")
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        # torch checks the raw kernel, not the dilated one: padding wider than half a window would create
+        # windows that see only padding.
+        raise ValueError(
+            f"{op}: padding {padding} is more than half the kernel {kernel} (input {tuple(shape)}); "
+            f"use padding at most kernel_size // 2 = {(kernel[0] // 2, kernel[1] // 2)}"
+        )
+    input_size = (shape[-2], shape[-1])
+    output_size = tuple(
+        pool_output_size(input_size[a], kernel[a], stride[a], padding[a], dilation[a], ceil_mode)
+        for a in (0, 1)
+    )
+    if min(output_size) < 1:
+        extent = tuple(dilation[a] * (kernel[a] - 1) + 1 for a in (0, 1))
+        padded = tuple(input_size[a] + 2 * padding[a] for a in (0, 1))
+        raise ValueError(
+            f"{op}: the {extent[0]}x{extent[1]} window (kernel {kernel}, dilation {dilation}) does not fit "
+            f"the padded {padded[0]}x{padded[1]} input (input {tuple(shape)}, padding {padding}), so the "
+            f"output would be {output_size[0]}x{output_size[1]}; use a smaller kernel_size or dilation, more "
+            f"padding, or a larger input"
+        )
+    # The padded copy must reach the end of the last window, which in ceil mode can lie past H + p.
+    padded_size = tuple(
+        max(
+            input_size[a] + 2 * padding[a],
+            (output_size[a] - 1) * stride[a] + dilation[a] * (kernel[a] - 1) + 1,
+        )
+        for a in (0, 1)
+    )
+    return _Geometry(kernel, stride, padding, dilation, input_size, output_size, padded_size)
+
+
+def _pad(x: Any, geometry: _Geometry, fill: float) -> Any:
+    """Copy x: (N, C, H, W) into a (N, C, Hp, Wp) array filled with ``fill`` (no copy when nothing to pad)."""
+    if geometry.padded_size == geometry.input_size:
+        return x
+    xp = backend.xp_of(x)
+    (top, left), (height, width) = geometry.padding, geometry.input_size
+    padded = xp.full(x.shape[:2] + geometry.padded_size, fill, dtype=x.dtype)
+    padded[:, :, top : top + height, left : left + width] = x
+    return padded
+
+
+def _crop(padded: Any, geometry: _Geometry) -> Any:
+    """Undo :func:`_pad`: the (N, C, H, W) interior of a padded array, as a contiguous array."""
+    if geometry.padded_size == geometry.input_size:
+        return padded
+    xp = backend.xp_of(padded)
+    (top, left), (height, width) = geometry.padding, geometry.input_size
+    return xp.ascontiguousarray(padded[:, :, top : top + height, left : left + width])
+
+
+def _kernel_taps(geometry: _Geometry):
+    """Yield ``(position, i, j)`` for every kernel tap, in row-major order (the order torch scans)."""
+    kernel_h, kernel_w = geometry.kernel
+    for i in range(kernel_h):
+        for j in range(kernel_w):
+            yield i * kernel_w + j, i, j
+
+
+def _window(padded: Any, i: int, j: int, geometry: _Geometry) -> Any:
+    """View of the value under kernel tap (i, j) for every output pixel: (N, C, OH, OW), no copy."""
+    (stride_h, stride_w), (dilation_h, dilation_w) = geometry.stride, geometry.dilation
+    out_h, out_w = geometry.output_size
+    row, col = i * dilation_h, j * dilation_w
+    return padded[
+        :,
+        :,
+        row : row + stride_h * (out_h - 1) + 1 : stride_h,
+        col : col + stride_w * (out_w - 1) + 1 : stride_w,
+    ]
+
+
+def _check_grad(op: str, grad_out: Any, expected: tuple) -> None:
+    if tuple(grad_out.shape) != tuple(expected):
+        raise ValueError(
+            f"{op} backward: grad_out has shape {tuple(grad_out.shape)} but the forward output had shape "
+            f"{tuple(expected)}; pass the gradient of this op's output"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Max pooling.
+# ---------------------------------------------------------------------------
+
+
+def max_pool2d_forward(
+    x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False
+) -> tuple[Any, dict]:
+    """Max over each window: x: (N, C, H, W) -> out: (N, C, OH, OW), plus ctx for the backward.
+
+    ``stride=None`` means ``stride = kernel_size``. Padding counts as ``-inf`` (it never wins).
+    ``ctx["argmax"]`` holds, per output pixel, the kernel tap (``i * kW + j``) that won. Ties go to the
+    first maximum in row-major order, and a window with NaN outputs NaN with the last NaN as its argmax,
+    exactly as torch's CPU kernel.
+    """
+    xp = backend.xp_of(x)
+    batched, unbatched = _as_batched(x, "max_pool2d")
+    geometry = _geometry("max_pool2d", batched.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    padded = _pad(batched, geometry, fill=-float("inf"))
+
+    taps = geometry.kernel[0] * geometry.kernel[1]
+    index_dtype = xp.int8 if taps <= 127 else xp.int32  # int8 moves a quarter of the bytes of int32
+    out_shape = batched.shape[:2] + geometry.output_size
+    best = _window(padded, 0, 0, geometry).copy()  # running max, starting at tap 0
+    argmax = xp.zeros(out_shape, dtype=index_dtype)  # the tap where `best` came from
+    wins = xp.empty(out_shape, dtype=bool)
+    tap_if_won = xp.empty(out_shape, dtype=index_dtype)
+    for position, i, j in _kernel_taps(geometry):
+        if position == 0:
+            continue
+        window = _window(padded, i, j, geometry)
+        # Strictly greater: of equal maxima the first one keeps its place, as in torch. Compare *before*
+        # updating the running max.
+        xp.greater(window, best, out=wins)
+        xp.maximum(best, window, out=best)
+        # argmax = where(wins, position, argmax), written as a max: taps come in increasing order, so the
+        # last tap that won is the largest. (Masked writes such as copyto(where=) are ~10x slower in NumPy.)
+        xp.multiply(wins, index_dtype(position), out=tap_if_won)
+        xp.maximum(argmax, tap_if_won, out=argmax)
+    if xp.isnan(best).any():
+        # `maximum` propagated the NaN into `best`, but `greater` never picks a NaN; torch's rule is that
+        # the last NaN of a window wins. Rare, so done as a second pass only when needed.
+        for position, i, j in _kernel_taps(geometry):
+            xp.copyto(argmax, index_dtype(position), where=xp.isnan(_window(padded, i, j, geometry)))
+    out = best[0] if unbatched else best
+    return out, {"argmax": argmax, "geometry": geometry, "unbatched": unbatched, "out_shape": out.shape}
+
+
+def max_pool2d_backward(grad_out: Any, ctx: dict) -> Any:
+    """Send each output gradient to the pixel that won its window: grad_out (N, C, OH, OW) -> (N, C, H, W).
+
+    ``dL/dx[p] = sum over windows w whose argmax is p of dL/dout[w]`` (overlapping windows add up).
+    """
+    _check_grad("max_pool2d", grad_out, ctx["out_shape"])
+    xp = backend.xp_of(grad_out)
+    geometry, argmax = ctx["geometry"], ctx["argmax"]
+    grad_out = grad_out[None] if ctx["unbatched"] else grad_out
+    grad_padded = xp.zeros(grad_out.shape[:2] + geometry.padded_size, dtype=grad_out.dtype)
+    for position, i, j in _kernel_taps(geometry):
+        window = _window(grad_padded, i, j, geometry)  # a view: += writes into grad_padded
+        # grad * mask rather than where(mask, grad, 0): 8x faster in NumPy (an inf gradient would turn the
+        # losing taps into NaN where torch leaves zeros; a loss that overflowed is lost either way).
+        window += grad_out * (argmax == position)
+    grad_x = _crop(grad_padded, geometry)
+    return grad_x[0] if ctx["unbatched"] else grad_x
+
+
+# ---------------------------------------------------------------------------
+# Average pooling.
+# ---------------------------------------------------------------------------
+
+
+def _avg_divisor_1d(xp: Any, geometry: _Geometry, axis: int, count_include_pad: bool) -> Any:
+    """How many elements each output's window counts along one axis (torch's rule, as an int array).
+
+    A window starts at ``start = o*s - p`` and is first clipped to the *padded* input, ``end = min(start + k,
+    size + p)``: with count_include_pad that clipped length ``end - start`` is the count (so a ceil-mode
+    window hanging past the padding is not charged for it). Without it, only real input elements count:
+    ``min(end, size) - max(start, 0)``.
+    """
+    size, kernel = geometry.input_size[axis], geometry.kernel[axis]
+    stride, padding = geometry.stride[axis], geometry.padding[axis]
+    starts = xp.arange(geometry.output_size[axis]) * stride - padding
+    ends = xp.minimum(starts + kernel, size + padding)
+    if count_include_pad:
+        return ends - starts
+    return xp.minimum(ends, size) - xp.maximum(starts, 0)
+
+
+def avg_pool2d_forward(
+    x: Any,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> tuple[Any, dict]:
+    """Mean over each window: x: (N, C, H, W) -> out: (N, C, OH, OW), plus ctx for the backward.
+
+    ``out = (sum of the window, padding counting as 0) / divisor``, where the divisor is
+    ``divisor_override`` if given, else the window area clipped to the padded input
+    (``count_include_pad=True``, torch's default) or the number of real input elements in the window.
+    """
+    xp = backend.xp_of(x)
+    batched, unbatched = _as_batched(x, "avg_pool2d")
+    geometry = _geometry("avg_pool2d", batched.shape, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None:
+        if divisor_override == 0:
+            raise ValueError(
+                "avg_pool2d: divisor_override must not be zero; pass None to use the window size"
+            )
+        divisor = xp.asarray(divisor_override, dtype=x.dtype)
+    else:
+        rows = _avg_divisor_1d(xp, geometry, 0, count_include_pad)
+        cols = _avg_divisor_1d(xp, geometry, 1, count_include_pad)
+        divisor = (rows[:, None] * cols[None, :]).astype(x.dtype)  # (OH, OW), broadcasts over N and C
+    padded = _pad(batched, geometry, fill=0.0)
+
+    total = None
+    for _, i, j in _kernel_taps(geometry):
+        window = _window(padded, i, j, geometry)
+        if total is None:
+            total = window.copy()
+        else:
+            total += window
+    total /= divisor
+    out = total[0] if unbatched else total
+    return out, {"divisor": divisor, "geometry": geometry, "unbatched": unbatched, "out_shape": out.shape}
+
+
+def avg_pool2d_backward(grad_out: Any, ctx: dict) -> Any:
+    """Spread each output gradient evenly over its window: grad_out (N, C, OH, OW) -> (N, C, H, W).
+
+    ``dL/dx[p] = sum over windows w containing p of dL/dout[w] / divisor[w]``; gradient that lands on
+    padding is dropped.
+    """
+    _check_grad("avg_pool2d", grad_out, ctx["out_shape"])
+    xp = backend.xp_of(grad_out)
+    geometry = ctx["geometry"]
+    grad_out = grad_out[None] if ctx["unbatched"] else grad_out
+    grad_per_element = grad_out / ctx["divisor"]
+    grad_padded = xp.zeros(grad_out.shape[:2] + geometry.padded_size, dtype=grad_out.dtype)
+    for _, i, j in _kernel_taps(geometry):
+        window = _window(grad_padded, i, j, geometry)  # a view: += writes into grad_padded
+        window += grad_per_element
+    grad_x = _crop(grad_padded, geometry)
+    return grad_x[0] if ctx["unbatched"] else grad_x
+
+
+# ---------------------------------------------------------------------------
+# Adaptive average pooling.
+# ---------------------------------------------------------------------------
+
+
+def _adaptive_output_size(output_size: Any, input_size: tuple[int, int], shape: tuple) -> tuple[int, int]:
+    """``7 -> (7, 7)``; ``(None, 7) -> (H, 7)`` (None keeps that input size); check each is >= 1."""
+    op = "adaptive_avg_pool2d"
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        sizes = tuple(input_size[a] if output_size[a] is None else output_size[a] for a in (0, 1))
+    else:
+        sizes = (output_size, output_size)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes):
+        raise TypeError(f"{op}: output_size must be an int or a pair of ints/None, got {output_size!r}")
+    if min(sizes) < 1:
+        raise ValueError(
+            f"{op}: output_size must be >= 1, got {output_size!r} (input {tuple(shape)}); "
+            f"pass e.g. output_size=1 for global average pooling"
+        )
+    return sizes
+
+
+def _adaptive_matrix(xp: Any, size: int, out_size: int, dtype: Any) -> Any:
+    """The (out_size, size) averaging matrix of one axis: row o is 1/len over window o, 0 elsewhere.
+
+    Window o covers ``[floor(o * size / out_size), ceil((o + 1) * size / out_size))``: windows may differ
+    in length and overlap (14 -> 4 gives lengths 4, 5, 5, 4), and may repeat pixels when out_size > size.
+    """
+    outputs = xp.arange(out_size)
+    starts = (outputs * size) // out_size
+    ends = ((outputs + 1) * size + out_size - 1) // out_size  # ceil division
+    positions = xp.arange(size)
+    inside = (positions[None, :] >= starts[:, None]) & (positions[None, :] < ends[:, None])
+    return inside.astype(dtype) / (ends - starts)[:, None].astype(dtype)
+
+
+def adaptive_avg_pool2d_forward(x: Any, output_size: Any) -> tuple[Any, dict]:
+    """Average into a fixed output grid: x: (N, C, H, W) -> out: (N, C, OH, OW), plus ctx for the backward.
+
+    Averaging a rectangle is separable (average the rows, then the columns), so in general
+    ``out = A_h @ x @ A_w.T`` with the averaging matrices of :func:`_adaptive_matrix`. Two fast paths:
+    output 1x1 is a plain mean (global average pooling), and when OH divides H and OW divides W the
+    windows are equal blocks, averaged through a reshape.
+    """
+    xp = backend.xp_of(x)
+    batched, unbatched = _as_batched(x, "adaptive_avg_pool2d")
+    n, c, height, width = batched.shape
+    out_h, out_w = _adaptive_output_size(output_size, (height, width), batched.shape)
+    ctx = {"input_shape": batched.shape, "unbatched": unbatched}
+    if (out_h, out_w) == (1, 1):
+        ctx["path"] = "global"
+        out = batched.mean(axis=(2, 3), keepdims=True)
+    elif height % out_h == 0 and width % out_w == 0:
+        ctx["path"] = "blocks"
+        blocks = batched.reshape(n, c, out_h, height // out_h, out_w, width // out_w)
+        out = blocks.mean(axis=(3, 5))
+    else:
+        ctx["path"] = "matrix"
+        ctx["rows"] = _adaptive_matrix(xp, height, out_h, x.dtype)  # (OH, H)
+        ctx["cols"] = _adaptive_matrix(xp, width, out_w, x.dtype)  # (OW, W)
+        out = ctx["rows"] @ batched @ ctx["cols"].T
+    out = out[0] if unbatched else out
+    ctx["out_shape"] = out.shape
+    return out, ctx
+
+
+def adaptive_avg_pool2d_backward(grad_out: Any, ctx: dict) -> Any:
+    """Spread each output gradient evenly over its window: grad_out (N, C, OH, OW) -> (N, C, H, W).
+
+    In general ``grad_x = A_h.T @ grad_out @ A_w`` (the transpose of the forward's linear map).
+    """
+    _check_grad("adaptive_avg_pool2d", grad_out, ctx["out_shape"])
+    xp = backend.xp_of(grad_out)
+    grad_out = grad_out[None] if ctx["unbatched"] else grad_out
+    n, c, height, width = ctx["input_shape"]
+    out_h, out_w = grad_out.shape[2:]
+    if ctx["path"] == "matrix":
+        grad_x = ctx["rows"].T @ grad_out @ ctx["cols"]
+    else:
+        # Equal blocks (global pooling is one block): every pixel of block (a, b) gets grad_out[a, b] / area.
+        block_h, block_w = height // out_h, width // out_w
+        grad_blocks = xp.empty((n, c, out_h, block_h, out_w, block_w), dtype=grad_out.dtype)
+        grad_blocks[...] = (grad_out / (block_h * block_w))[:, :, :, None, :, None]
+        grad_x = grad_blocks.reshape(n, c, height, width)
+    return grad_x[0] if ctx["unbatched"] else grad_x
