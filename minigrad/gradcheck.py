@@ -192,7 +192,9 @@ def gradcheck(
                 numeric[k] = (plus - minus) / (2 * eps)
             picked = grad.reshape(-1)[indices]
             abs_error = numpy.abs(picked - numeric)
-            rel_error = abs_error / numpy.maximum(numpy.abs(numeric), 1e-12)
+            # Relative to |numeric|, floored at atol/rtol so that entries near zero are not divided by ~0;
+            # then "passes" is exactly rel_error <= rtol, i.e. |a - n| <= atol + rtol |n|.
+            rel_error = abs_error / (numpy.abs(numeric) + atol / rtol)
             ok = abs_error <= atol + rtol * numpy.abs(numeric)
             worst = int(numpy.argmax(abs_error - (atol + rtol * numpy.abs(numeric)))) if len(indices) else 0
             report.rows.append(

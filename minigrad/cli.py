@@ -1,0 +1,77 @@
+"""The ``minigrad`` command line: ``minigrad gradcheck``, ``minigrad train``, ``minigrad summary`` ...
+
+Each subcommand is one small function here that parses its arguments and calls the library.
+Also reachable as ``python -m minigrad ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def gradcheck_command(args: argparse.Namespace) -> int:
+    """Run the finite-difference check for every registered op and print one row per op."""
+    import numpy
+
+    from minigrad.gradcheck import gradcheck
+    from minigrad.testing import all_ops
+
+    ops = [op for op in all_ops() if not args.op or op.name in args.op]
+    if not ops:
+        print(f"no registered op matches {args.op}", file=sys.stderr)
+        return 2
+    header = f"{'op':<24}{'cases':>6}{'max abs err':>14}{'max rel err':>14}  result"
+    print(header)
+    print("-" * len(header))
+    failures = 0
+    for op in ops:
+        samples = op.sample_list()
+        abs_error = rel_error = 0.0
+        failed: list[str] = []
+        for sample in samples:
+            tensors = sample.tensors(numpy.float64)
+            try:
+                report = gradcheck(
+                    lambda *ts, op=op, sample=sample: op.op(*ts, **sample.kwargs),
+                    tensors,
+                    raise_on_failure=False,
+                    **op.gradcheck_tol,
+                )
+            except Exception as error:  # an op that crashes is a failure, reported, not a traceback
+                failed.append(f"{sample.describe()}: {type(error).__name__}: {error}")
+                continue
+            abs_error = max(abs_error, max((r.max_abs_error for r in report.rows), default=0.0))
+            rel_error = max(rel_error, report.max_rel_error)
+            if not report.passed:
+                failed.append(f"{sample.describe()}\n{report}")
+        failures += bool(failed)
+        print(f"{op.name:<24}{len(samples):>6}{abs_error:>14.2e}{rel_error:>14.2e}  {'FAIL' if failed else 'pass'}")
+        if failed and args.verbose:
+            for line in failed:
+                print("    " + line.replace("\n", "\n    "))
+    print("-" * len(header))
+    print(f"{len(ops) - failures} of {len(ops)} ops pass" + ("" if not failures else " (rerun with -v for details)"))
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minigrad", description="minigrad: deep learning from scratch on NumPy.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("gradcheck", help="check every op's gradient against finite differences")
+    check.add_argument("op", nargs="*", help="only these ops (default: all)")
+    check.add_argument("-v", "--verbose", action="store_true", help="print the table of every failing case")
+    check.set_defaults(handler=gradcheck_command)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
