@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minigrad import backend
 from minigrad.kernels.batchnorm import batch_norm_backward, batch_norm_forward
 
 TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, atol=1e-5)}
@@ -228,3 +229,19 @@ def test_bad_shapes_raise_naming_the_shapes(x_shape, gamma_shape, mean_shape, fr
 def test_running_mean_without_running_var_raises():
     with pytest.raises(ValueError, match="batch_norm: running_mean and running_var must both"):
         batch_norm_forward(np.ones((2, 3)), None, None, np.zeros(3), None, True)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_on_every_device(device, training):
+    """The same numbers on each device (CuPy runs only where a GPU answers)."""
+    x, gamma, beta, grad_out = random_case((3, 4, 5, 5), np.float32)
+    stats_cpu = [np.zeros(4, np.float32), np.ones(4, np.float32)]
+    out_cpu, ctx_cpu = batch_norm_forward(x, gamma, beta, *stats_cpu, training)
+    grads_cpu = batch_norm_backward(grad_out, ctx_cpu)
+    on_device = [backend.to_device(a, device) for a in (x, gamma, beta, grad_out)]
+    stats = [backend.to_device(np.zeros(4, np.float32), device), backend.to_device(np.ones(4, np.float32), device)]
+    out, ctx = batch_norm_forward(*on_device[:3], *stats, training)
+    grads = batch_norm_backward(on_device[3], ctx)
+    assert backend.device_of(out) == device and out.dtype == np.float32
+    for ours, expected in [(out, out_cpu), *zip(grads, grads_cpu), *zip(stats, stats_cpu)]:
+        np.testing.assert_allclose(backend.to_numpy(ours), expected, rtol=1e-5, atol=1e-5)
