@@ -11,7 +11,8 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Function
-from minigrad.kernels import batchnorm, concat, conv, dropout as dropout_kernels, pooling
+from minigrad.kernels import batchnorm, concat, conv, pooling
+from minigrad.kernels import dropout as dropout_kernels
 from minigrad.tensor import Tensor
 
 
