@@ -45,6 +45,7 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_hooks", [])
 
     # ----- registration by attribute ---------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -94,7 +95,16 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        output = self.forward(*args, **kwargs)
+        for hook in self._forward_hooks:
+            hook(self, args, output)
+        return output
+
+    def register_forward_hook(self, hook: Callable[[Module, tuple, Any], None]) -> Callable[[], None]:
+        """Call ``hook(module, inputs, output)`` after every forward (used by ``minigrad.summary``).
+        Returns a function that removes the hook."""
+        self._forward_hooks.append(hook)
+        return lambda: self._forward_hooks.remove(hook) if hook in self._forward_hooks else None
 
     def train(self, mode: bool = True) -> Module:
         """Training mode (batch statistics, dropout on) for this module and every sub-module."""
