@@ -1,0 +1,545 @@
+"""Training GoogLeNet in class: the loop, checkpoints, metrics, curves, and the ``minigrad train`` command.
+
+    minigrad train                          # the class demo: SyntheticShapes, offline, ~3 minutes on 2 cores
+    minigrad train --dataset cifar10 --data-dir data --download --width 1 --epochs 30
+    minigrad train --resume --out runs/demo # carry on from runs/demo/checkpoint.npz
+
+From Python (the tutorials do this):
+
+    >>> history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs=3)
+
+Everything a run needs to continue exactly where it stopped goes into ``checkpoint.npz``: the model,
+the optimizer, the schedule, the data loader's position and random state, minigrad's random state
+(dropout masks), the epoch and the metrics so far. A resumed run therefore ends with bit-for-bit the
+same weights and metrics as an uninterrupted one. The file is an ``.npz`` read with pickle disabled,
+written to a temporary file first and renamed, so a crash never leaves half a checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+from minigrad import backend
+from minigrad.autograd import no_grad
+from minigrad.nn.module import Module
+from minigrad.tensor import Tensor
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, corrupted, or from an incompatible run."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration: every option of `minigrad train`, with the class-demo defaults.
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    dataset: str = "shapes"
+    data_dir: str = "data"
+    download: bool = False
+    train_size: int = 6000  # SyntheticShapes only: how many images to draw for training
+    test_size: int = 1000
+    limit_train: int | None = None  # use only the first N training images (quick runs)
+    variant: str = "paper"
+    stem: str = "cifar"
+    width: float = 0.25
+    aux_weight: float = 0.3
+    dropout: float | None = None
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    schedule: str = "onecycle"
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    augment: bool = True
+    device: str = "cpu"
+    seed: int = 0
+    out: str = "runs/shapes"
+    resume: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks of a run
+# ---------------------------------------------------------------------------------------------
+def build_datasets(config: TrainConfig) -> tuple[Any, Any]:
+    """(train set, test set) for ``config.dataset``."""
+    from minigrad import data
+
+    if config.dataset == "shapes":
+        train_set = data.SyntheticShapes(config.train_size, seed=config.seed * 2 + 1)
+        test_set = data.SyntheticShapes(config.test_size, seed=config.seed * 2 + 2)
+    elif config.dataset in ("cifar10", "cifar100"):
+        cls = data.CIFAR10 if config.dataset == "cifar10" else data.CIFAR100
+        train_set = cls(config.data_dir, train=True, download=config.download)
+        test_set = cls(config.data_dir, train=False, download=config.download)
+    else:
+        raise ValueError(f"train: unknown dataset {config.dataset!r}; use shapes, cifar10 or cifar100")
+    if config.limit_train is not None:
+        train_set = data.ArrayDataset(train_set.images[: config.limit_train], train_set.labels[: config.limit_train],
+                                      classes=list(train_set.classes))
+    return train_set, test_set
+
+
+def build_loaders(config: TrainConfig, train_set: Any, test_set: Any) -> tuple[Any, Any]:
+    """Shuffled, augmented training batches and plain test batches, normalised with the training statistics."""
+    from minigrad import data
+
+    mean, std = train_set.channel_mean_std()
+    normalize = data.Normalize(mean, std)
+    augment = [data.RandomCrop(train_set.images.shape[-1], padding=4), data.RandomHorizontalFlip()]
+    train_transform = data.Compose([*augment, normalize] if config.augment else [normalize])
+    train_loader = data.DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
+                                   transform=train_transform, seed=config.seed, device=config.device)
+    test_loader = data.DataLoader(test_set, 256, transform=normalize, device=config.device)
+    return train_loader, test_loader
+
+
+def build_model(config: TrainConfig, num_classes: int) -> Module:
+    from minigrad.models import inception_v1
+
+    model = inception_v1(num_classes=num_classes, aux_logits=config.aux_weight > 0, variant=config.variant,
+                         stem=config.stem, width=config.width, dropout=config.dropout, seed=config.seed)
+    return model.to(config.device)
+
+
+def build_optimizer(config: TrainConfig, model: Module) -> Any:
+    from minigrad import optim
+
+    params = list(model.parameters())
+    if config.optimizer == "sgd":
+        return optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
+                         weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"train: unknown optimizer {config.optimizer!r}; use sgd, adam or adamw")
+
+
+def build_scheduler(config: TrainConfig, optimizer: Any, steps_per_epoch: int) -> Any:
+    """A schedule stepped once per batch (so it is smooth even for a few epochs)."""
+    from minigrad.optim import lr_scheduler
+
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.25,
+                                       cycle_momentum=config.optimizer == "sgd" and config.momentum > 0)
+    if config.schedule == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if config.schedule == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
+    if config.schedule == "constant":
+        return None
+    raise ValueError(f"train: unknown schedule {config.schedule!r}; use onecycle, cosine, step or constant")
+
+
+# ---------------------------------------------------------------------------------------------
+# One epoch, evaluation, the loop
+# ---------------------------------------------------------------------------------------------
+def compute_loss(model: Module, outputs: Any, labels: Tensor, aux_weight: float, label_smoothing: float) -> Tensor:
+    """The paper's loss: main cross-entropy plus ``aux_weight`` times each auxiliary head's."""
+    from minigrad.models import googlenet_loss
+
+    return googlenet_loss(outputs, labels, aux_weight=aux_weight, label_smoothing=label_smoothing)
+
+
+def _logits(outputs: Any) -> Tensor:
+    return outputs.logits if hasattr(outputs, "logits") else outputs
+
+
+def evaluate(model: Module, loader: Any) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` in eval mode over ``loader``."""
+    import minigrad.functional as F
+
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    with no_grad():
+        for images, labels in loader:
+            logits = _logits(model(images))
+            total_loss += F.cross_entropy(logits, labels, reduction="sum").item()
+            correct += int((backend.to_numpy(logits.data).argmax(axis=1) == labels.numpy()).sum())
+            count += len(labels)
+    model.train(was_training)
+    return total_loss / max(count, 1), correct / max(count, 1)
+
+
+class _StopAfterStep:
+    """Turn the first Ctrl-C into a request to stop after the current step (a second one aborts at once).
+
+    Stopping between steps, never inside ``optimizer.step()``, is what makes the checkpoint written on
+    Ctrl-C consistent, so that ``--resume`` continues bit-for-bit.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _StopAfterStep:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and writing a checkpoint (press Ctrl-C again to abort now)")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+@dataclass
+class EpochProgress:
+    """Running sums inside an epoch (saved in a checkpoint taken mid-epoch)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+def fit(
+    model: Module,
+    train_loader: Any,
+    test_loader: Any,
+    optimizer: Any,
+    scheduler: Any = None,
+    *,
+    epochs: int,
+    aux_weight: float = 0.3,
+    label_smoothing: float = 0.0,
+    out_dir: str | Path | None = None,
+    config: TrainConfig | None = None,
+    history: list[dict[str, float]] | None = None,
+    start_epoch: int = 0,
+    epoch_progress: EpochProgress | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train for ``epochs`` epochs (starting after ``start_epoch`` completed ones); return one metrics row per epoch.
+
+    With ``out_dir`` it writes ``metrics.csv``, ``curves.png``, ``config.json`` and ``checkpoint.npz`` after
+    every epoch, and a checkpoint on Ctrl-C before re-raising. A NaN or infinite loss stops the run with
+    :class:`TrainingDiverged`, naming the step.
+    """
+    from tqdm import tqdm
+
+    history = list(history or [])
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+
+    def save(epoch_done: int, partial: EpochProgress | None) -> None:
+        if out is not None:
+            save_checkpoint(out / "checkpoint.npz", model=model, optimizer=optimizer, scheduler=scheduler,
+                            loader=train_loader, epochs_done=epoch_done, history=history, partial=partial,
+                            config=config)
+
+    with _StopAfterStep() as stop:
+        for epoch in range(start_epoch, epochs):
+            model.train()
+            state = epoch_progress or EpochProgress()
+            epoch_progress = None
+            first_batch = train_loader.state_dict()["batches_done"]
+            bar = tqdm(total=len(train_loader), initial=first_batch, desc=f"epoch {epoch + 1}/{epochs}",
+                       disable=not progress, leave=True, dynamic_ncols=True, file=sys.stdout)
+            for images, labels in train_loader:
+                started = time.perf_counter()
+                outputs = model(images)
+                loss = compute_loss(model, outputs, labels, aux_weight, label_smoothing)
+                loss_value = loss.item()
+                step = epoch * len(train_loader) + train_loader.state_dict()["batches_done"]
+                if not math.isfinite(loss_value):
+                    bar.close()
+                    lr = optimizer.param_groups[0]["lr"]
+                    raise TrainingDiverged(
+                        f"the loss became {loss_value} at step {step} (epoch {epoch + 1}) with learning rate "
+                        f"{lr:.4g}; try a lower --lr (e.g. {lr / 10:.4g}) or a longer warm-up"
+                    )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                state.seconds += time.perf_counter() - started
+                state.loss_sum += loss_value * len(labels)
+                state.correct += int((backend.to_numpy(_logits(outputs).data).argmax(axis=1) == labels.numpy()).sum())
+                state.seen += len(labels)
+                if on_step is not None:
+                    on_step(step, loss_value)
+                bar.update(1)
+                bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}",
+                                img_s=f"{state.seen / max(state.seconds, 1e-9):.0f}",
+                                lr=f"{optimizer.param_groups[0]['lr']:.3g}")
+                if stop.requested and train_loader.state_dict()["batches_done"] < len(train_loader):
+                    bar.close()
+                    save(epoch, state)
+                    if out is not None:
+                        print(f"checkpoint written to {out / 'checkpoint.npz'}; continue with --resume")
+                    raise KeyboardInterrupt
+            bar.close()
+            test_loss, test_acc = evaluate(model, test_loader)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": state.loss_sum / max(state.seen, 1),
+                "train_acc": state.correct / max(state.seen, 1),
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "lr": optimizer.param_groups[0]["lr"],
+                "images_per_s": state.seen / max(state.seconds, 1e-9),
+            }
+            history.append(row)
+            if progress:
+                print(f"epoch {epoch + 1}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
+                      f"test loss {test_loss:.4f} acc {test_acc:.3f} | {row['images_per_s']:.0f} img/s")
+            if out is not None:
+                write_metrics_csv(history, out / "metrics.csv")
+                plot_curves(history, out / "curves.png")
+                save(epoch + 1, None)
+            if stop.requested:
+                raise KeyboardInterrupt
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics on disk
+# ---------------------------------------------------------------------------------------------
+METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"]
+
+
+def write_metrics_csv(history: list[dict[str, float]], path: str | Path) -> None:
+    """One row per epoch (written whole each time, through a temporary file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
+    """Loss and accuracy, train and test, per epoch, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for split, style in (("train", "-o"), ("test", "--s")):
+        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
+        acc_axis.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    acc_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(0, 100))
+    for axis in (loss_axis, acc_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: one .npz, written atomically, read with pickle off
+# ---------------------------------------------------------------------------------------------
+def save_checkpoint(
+    path: str | Path, *, model: Module, optimizer: Any, scheduler: Any = None, loader: Any = None,
+    epochs_done: int = 0, history: list | None = None, partial: EpochProgress | None = None,
+    config: TrainConfig | None = None,
+) -> None:
+    """Write everything needed to resume into ``path`` (``.npz``): temp file, flush, fsync, then rename."""
+    from minigrad.optim import flatten_state_dict
+
+    arrays: dict[str, numpy.ndarray] = {f"model/{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"optimizer/{k}": v for k, v in flatten_state_dict(optimizer.state_dict()).items()})
+    meta = {
+        "version": CHECKPOINT_VERSION,
+        "epochs_done": epochs_done,
+        "history": history or [],
+        "partial_epoch": asdict(partial) if partial is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "loader": loader.state_dict() if loader is not None else None,
+        "rng": backend.get_rng_state(),
+        "config": asdict(config) if config is not None else None,
+    }
+    arrays["meta"] = numpy.frombuffer(json.dumps(meta).encode(), dtype=numpy.uint8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            numpy.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`: {"model", "optimizer", "meta"}.
+
+    Raises :class:`CheckpointError` with a readable message for a missing, truncated or corrupted file.
+    """
+    from minigrad.optim import unflatten_state_dict
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}; start without --resume, or point --out at the run's folder")
+    try:
+        with numpy.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        meta = json.loads(bytes(arrays.pop("meta")).decode())
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupted ({type(error).__name__}: {error}); delete it and "
+            f"start again without --resume"
+        ) from None
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format version {meta.get('version')}, expected "
+                              f"{CHECKPOINT_VERSION}")
+    model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    optimizer_state = unflatten_state_dict({k[len("optimizer/"):]: v for k, v in arrays.items()
+                                            if k.startswith("optimizer/")})
+    return {"model": model_state, "optimizer": optimizer_state, "meta": meta}
+
+
+def restore(checkpoint: dict[str, Any], *, model: Module, optimizer: Any, scheduler: Any = None,
+            loader: Any = None) -> tuple[int, list, EpochProgress | None]:
+    """Put a loaded checkpoint back into live objects; returns (epochs done, history, mid-epoch sums)."""
+    meta = checkpoint["meta"]
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"the checkpoint does not fit this model/optimizer: {error}. Resume with the same "
+                              f"options as the original run (see its config.json)") from None
+    if scheduler is not None and meta["scheduler"] is not None:
+        scheduler.load_state_dict(meta["scheduler"])
+    if loader is not None and meta["loader"] is not None:
+        loader.load_state_dict(meta["loader"])
+    backend.set_rng_state(meta["rng"])
+    partial = EpochProgress(**meta["partial_epoch"]) if meta["partial_epoch"] else None
+    return meta["epochs_done"], meta["history"], partial
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole run, and the command line
+# ---------------------------------------------------------------------------------------------
+def run(config: TrainConfig) -> list[dict[str, float]]:
+    """Build everything from ``config`` and train; resume from ``<out>/checkpoint.npz`` when asked."""
+    out = Path(config.out)
+    checkpoint = None
+    if config.resume:
+        checkpoint = load_checkpoint(out / "checkpoint.npz")  # fail before any slow set-up
+        saved = checkpoint["meta"]["config"] or {}
+        # The run's identity comes from the checkpoint; only how far to train may change.
+        keep = {"epochs", "resume", "progress", "device", "out"}
+        config = TrainConfig(**{**saved, **{k: v for k, v in asdict(config).items() if k in keep}})
+    backend.manual_seed(config.seed)
+    train_set, test_set = build_datasets(config)
+    train_loader, test_loader = build_loaders(config, train_set, test_set)
+    model = build_model(config, num_classes=len(train_set.classes))
+    optimizer = build_optimizer(config, model)
+    scheduler = build_scheduler(config, optimizer, len(train_loader))
+    start_epoch, history, partial = 0, [], None
+    if checkpoint is not None:
+        start_epoch, history, partial = restore(checkpoint, model=model, optimizer=optimizer,
+                                                scheduler=scheduler, loader=train_loader)
+        if config.progress:
+            print(f"resuming from {out / 'checkpoint.npz'} after {start_epoch} epoch(s)")
+    if config.progress:
+        params = sum(p.size for p in model.parameters())
+        print(f"GoogLeNet ({config.variant}, {config.stem} stem, width {config.width}): {params:,} parameters; "
+              f"{config.dataset}: {len(train_set)} train / {len(test_set)} test images; device {config.device}")
+    return fit(model, train_loader, test_loader, optimizer, scheduler, epochs=config.epochs,
+               aux_weight=config.aux_weight, label_smoothing=config.label_smoothing, out_dir=out, config=config,
+               history=history, start_epoch=start_epoch, epoch_progress=partial, progress=config.progress)
+
+
+def register_command(commands: Any) -> None:
+    """Add ``minigrad train`` to the CLI's subcommands."""
+    defaults = TrainConfig()
+    parser = commands.add_parser("train", help="train GoogLeNet (default: the offline SyntheticShapes class demo)",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("--dataset", choices=["shapes", "cifar10", "cifar100"], default=defaults.dataset)
+    add("--data-dir", default=defaults.data_dir, help="where CIFAR archives live (or are downloaded to)")
+    add("--download", action="store_true", help="download CIFAR if it is not in --data-dir")
+    add("--train-size", type=int, default=defaults.train_size, help="SyntheticShapes training images")
+    add("--test-size", type=int, default=defaults.test_size, help="SyntheticShapes test images")
+    add("--limit-train", type=int, default=None, help="use only the first N training images")
+    add("--variant", choices=["paper", "torchvision"], default=defaults.variant)
+    add("--stem", choices=["cifar", "imagenet"], default=defaults.stem)
+    add("--width", type=float, default=defaults.width, help="channel multiplier (1 = the full GoogLeNet)")
+    add("--aux-weight", type=float, default=defaults.aux_weight, help="weight of each auxiliary loss (0: no aux)")
+    add("--dropout", type=float, default=None, help="main dropout (default: the variant's)")
+    add("--epochs", type=int, default=defaults.epochs)
+    add("--batch-size", type=int, default=defaults.batch_size)
+    add("--lr", type=float, default=defaults.lr, help="(peak) learning rate")
+    add("--optimizer", choices=["sgd", "adam", "adamw"], default=defaults.optimizer)
+    add("--momentum", type=float, default=defaults.momentum)
+    add("--schedule", choices=["onecycle", "cosine", "step", "constant"], default=defaults.schedule)
+    add("--weight-decay", type=float, default=defaults.weight_decay)
+    add("--label-smoothing", type=float, default=defaults.label_smoothing)
+    add("--no-augment", dest="augment", action="store_false", help="no random crops and flips")
+    add("--device", choices=["cpu", "cuda"], default=defaults.device)
+    add("--seed", type=int, default=defaults.seed)
+    add("--out", default=defaults.out, help="folder for metrics.csv, curves.png, checkpoint.npz, config.json")
+    add("--resume", action="store_true", help="continue from <out>/checkpoint.npz")
+    add("--quiet", dest="progress", action="store_false", help="no progress bars")
+    parser.set_defaults(handler=train_command)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    fields = set(TrainConfig.__dataclass_fields__)
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        history = run(config)
+    except (CheckpointError, TrainingDiverged) as error:
+        print(f"minigrad train: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if history and config.progress:
+        last = history[-1]
+        print(f"done: test accuracy {100 * last['test_acc']:.1f}% after {last['epoch']} epochs; "
+              f"files in {config.out}/ (metrics.csv, curves.png, checkpoint.npz, config.json)")
+    return 0
