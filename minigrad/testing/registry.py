@@ -7,7 +7,7 @@ import importlib
 from minigrad.testing.opinfo import OpInfo
 
 # One module per family of ops; adding a family is adding its module name here.
-FAMILIES = ["minigrad.testing.ops_core"]
+FAMILIES = ["minigrad.testing.ops_core", "minigrad.testing.ops_nn"]
 
 
 def all_ops() -> list[OpInfo]:
