@@ -34,14 +34,18 @@ class no_grad(contextlib.ContextDecorator):
     ...     y = model(x)          # y.requires_grad is False, nothing is kept for backward
     """
 
+    def __init__(self) -> None:
+        # A stack, not one slot: as a decorator the same object is entered again by recursive calls.
+        self.previous: list[bool] = []
+
     def __enter__(self) -> None:
         global _grad_enabled
-        self.previous = _grad_enabled
+        self.previous.append(_grad_enabled)
         _grad_enabled = False
 
     def __exit__(self, *exc: Any) -> None:
         global _grad_enabled
-        _grad_enabled = self.previous
+        _grad_enabled = self.previous.pop()
 
 
 class Function:
@@ -86,7 +90,8 @@ class Function:
 
         fn.needs_input_grad = tuple(t is not None and t.requires_grad for t in inputs)
         record = _grad_enabled and any(fn.needs_input_grad)
-        results = tuple(Tensor(array, requires_grad=record) for array in outputs)
+        # Integer outputs (indices, counts) never carry gradients.
+        results = tuple(Tensor(array, requires_grad=record and array.dtype.kind == "f") for array in outputs)
         if record:
             fn.inputs = inputs
             fn.n_outputs = len(results)
@@ -137,7 +142,8 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             )
         grad = xp.ones_like(root.data)
     else:
-        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
+        # In the root's dtype: a float64 grad for a float32 loss must not turn every gradient into float64.
+        grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
         if grad.shape != root.data.shape:
             raise RuntimeError(
                 f"backward: grad has shape {tuple(grad.shape)} but the tensor has shape {tuple(root.shape)}"
@@ -175,6 +181,11 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         input_grads = fn.backward(*grad_outputs)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        if len(input_grads) != len(fn.inputs):  # zip() below would silently drop the missing ones
+            raise RuntimeError(
+                f"{type(fn).__name__}.backward returned {len(input_grads)} gradients for {len(fn.inputs)} inputs; "
+                "return one per input (None for an input that needs none)"
+            )
 
         for tensor, needs, input_grad in zip(fn.inputs, fn.needs_input_grad, input_grads):
             if not needs or input_grad is None:
