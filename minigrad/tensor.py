@@ -136,7 +136,7 @@ class Tensor:
             data = data.astype(dtype, copy=False)
         if data is self.data:
             return self
-        return Tensor(data, requires_grad=self.requires_grad)
+        return Tensor(data, requires_grad=self.requires_grad and data.dtype.kind == "f")  # ints hold no grad
 
     def float(self) -> Tensor:
         return self.to(dtype=float32)
@@ -179,7 +179,10 @@ class Tensor:
         """Wrap a Python number or array as a constant tensor of this tensor's dtype and device."""
         if isinstance(other, Tensor):
             return other
-        return Tensor(self.xp.asarray(other, dtype=self.dtype))
+        other = self.xp.asarray(other)
+        # A float next to an integer tensor gives float32 (as in PyTorch), never a value truncated to int.
+        dtype = float32 if self.dtype.kind != "f" and other.dtype.kind == "f" else self.dtype
+        return Tensor(other.astype(dtype, copy=False))
 
     def __add__(self, other: Any) -> Tensor:
         return _functional().add(self, self._lift(other))
