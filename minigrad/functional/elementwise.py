@@ -131,17 +131,24 @@ class ReLU(Function):
 
     def forward(self, x: Any) -> Any:
         self.positive = x > 0
-        return x * self.positive
+        return backend.xp_of(x).where(self.positive, x, 0)  # not x * positive: -inf * 0 would be nan
 
     def backward(self, grad: Any) -> Any:
         return grad * self.positive
 
 
 class Sigmoid(Function):
-    """1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2 which never overflows; d/dx = s (1 - s)."""
+    """1 / (1 + e^-x); d/dx = s (1 - s).
+
+    With e = exp(-|x|) <= 1 (never overflows): s = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0.
+    The second form keeps full relative precision for very negative x, where 1 + tanh(x/2) would
+    round to 0 in float32 (sigmoid(-20) = 2e-9, not 0).
+    """
 
     def forward(self, x: Any) -> Any:
-        self.out = (backend.xp_of(x).tanh(x * 0.5) + 1) * 0.5
+        xp = backend.xp_of(x)
+        e = xp.exp(-xp.abs(x))
+        self.out = xp.where(x >= 0, 1, e) / (1 + e)
         return self.out
 
     def backward(self, grad: Any) -> Any:
@@ -160,6 +167,11 @@ class Tanh(Function):
 def _binary(fn: type[Function], op: str, a: Any, b: Any) -> Tensor:
     a = a if isinstance(a, Tensor) else b._lift(a)
     b = b if isinstance(b, Tensor) else a._lift(b)
+    # An integer tensor meets a float one: compute in the float dtype, as PyTorch does (NumPy would pick float64).
+    if a.dtype.kind == "f" and b.dtype.kind != "f":
+        b = b.to(dtype=a.dtype)
+    elif b.dtype.kind == "f" and a.dtype.kind != "f":
+        a = a.to(dtype=b.dtype)
     check_broadcast(op, a, b)
     return fn.apply(a, b)
 
