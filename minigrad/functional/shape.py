@@ -69,13 +69,17 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
 def permute(x: Tensor, *dims: Any) -> Tensor:
     """Reorder the dimensions, e.g. ``permute(x, 0, 2, 3, 1)`` turns NCHW into NHWC."""
     dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else tuple(dims)
-    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+    # Range first: the modulo below would quietly turn dim 5 of a 3-D tensor into dim 2.
+    if any(not -x.ndim <= d < x.ndim for d in dims) or sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
         raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dimensions of shape {x.shape}")
     return Permute.apply(x, dims=tuple(d % x.ndim for d in dims))
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     """Swap two dimensions."""
+    for d in (dim0, dim1):
+        if not -x.ndim <= d < x.ndim:
+            raise IndexError(f"transpose: dim {d} is out of range for a tensor of shape {x.shape}")
     dims = list(range(x.ndim))
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return permute(x, *dims)
@@ -85,6 +89,9 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dimensions ``start_dim..end_dim`` into one (``flatten(x, 1)`` keeps the batch axis)."""
     if x.ndim == 0:
         return reshape(x, 1)
+    for d in (start_dim, end_dim):
+        if not -x.ndim <= d < x.ndim:
+            raise IndexError(f"flatten: dim {d} is out of range for a tensor of shape {x.shape}")
     start, end = start_dim % x.ndim, end_dim % x.ndim
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
