@@ -56,6 +56,13 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
             f"({inner_a}) must equal the {'second-to-last' if b.ndim > 1 else 'only'} dimension of the second "
             f"({inner_b})"
         )
+    try:  # the batch dimensions (all but the last two) broadcast like NumPy's
+        a.xp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"matmul: shapes {a.shape} and {b.shape} have batch dimensions {a.shape[:-2]} and {b.shape[:-2]} "
+            f"that cannot be broadcast together; each must be equal or 1 (compared from the right)"
+        ) from None
     if a.ndim == 1:
         return matmul(a.reshape(1, -1), b).reshape(*b.shape[:-2], b.shape[-1]) if b.ndim > 1 else (a * b).sum()
     if b.ndim == 1:
