@@ -92,6 +92,9 @@ def fixed_state(*modules: Any) -> Iterator[None]:
     def restore() -> None:
         for buffer, saved in zip(buffers, saved_buffers):
             buffer.data[...] = saved
+        # Also drop generators created after the snapshot (first use of rng() inside fn): each call then
+        # recreates them from the same seed, instead of drawing on from where the last call stopped.
+        backend._generators.clear()
         for device, saved in saved_generators.items():
             backend._generators[device] = _copy_generator(saved)
 
@@ -146,15 +149,17 @@ def gradcheck(
     Raises :class:`GradcheckError` on failure unless ``raise_on_failure=False``.
     """
     rng = numpy.random.default_rng(seed)
+    # order="C": the probe below perturbs entries through a flat view, which a transposed
+    # (Fortran-ordered) copy would not give (reshape(-1) would copy, and the probes would change nothing).
     args = [
-        Tensor(a.data.astype(float64), requires_grad=a.requires_grad) if isinstance(a, Tensor) and a.dtype.kind == "f"
-        else a
+        Tensor(a.data.astype(float64, order="C"), requires_grad=a.requires_grad)
+        if isinstance(a, Tensor) and a.dtype.kind == "f" else a
         for a in inputs
     ]
     params = list(params)
-    original_params = [p.data for p in params]
+    original_params = [(p.data, p.grad) for p in params]
     for p in params:
-        p.data = p.data.astype(float64)
+        p.data = p.data.astype(float64, order="C")
     named = [(f"input {i}", a) for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
     named += [(getattr(p, "name", None) or f"param {i}", p) for i, p in enumerate(params) if p.requires_grad]
     if not named:
@@ -209,9 +214,8 @@ def gradcheck(
                 )
             )
     finally:
-        for p, original in zip(params, original_params):
-            p.data = original
-            p.grad = None
+        for p, (data, grad) in zip(params, original_params):
+            p.data, p.grad = data, grad
     if raise_on_failure and not report.passed:
         raise GradcheckError(report)
     return report
