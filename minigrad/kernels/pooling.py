@@ -208,7 +208,8 @@ def max_pool2d_forward(
     ``stride=None`` means ``stride = kernel_size``. Padding counts as ``-inf`` (it never wins).
     ``ctx["argmax"]`` holds, per output pixel, the kernel tap (``i * kW + j``) that won. Ties go to the
     first maximum in row-major order, and a window with NaN outputs NaN with the last NaN as its argmax,
-    exactly as torch's CPU kernel.
+    exactly as torch's CPU kernel. Deliberate difference: a window made only of padding (possible with
+    dilation) outputs -inf in both, but its gradient is dropped here, where torch sends it to a bogus index.
     """
     xp = backend.xp_of(x)
     batched, unbatched = _as_batched(x, "max_pool2d")
