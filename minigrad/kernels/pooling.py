@@ -364,12 +364,13 @@ def avg_pool2d_backward(grad_out: Any, ctx: dict) -> Any:
 def _adaptive_output_size(output_size: Any, input_size: tuple[int, int], shape: tuple) -> tuple[int, int]:
     """``7 -> (7, 7)``; ``(None, 7) -> (H, 7)`` (None keeps that input size); check each is >= 1."""
     op = "adaptive_avg_pool2d"
-    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
-        sizes = tuple(input_size[a] if output_size[a] is None else output_size[a] for a in (0, 1))
-    else:
-        sizes = (output_size, output_size)
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes):
-        raise TypeError(f"{op}: output_size must be an int or a pair of ints/None, got {output_size!r}")
+    pair = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    try:
+        if len(pair) != 2 or any(isinstance(s, bool) for s in pair):
+            raise TypeError
+        sizes = tuple(input_size[a] if pair[a] is None else operator.index(pair[a]) for a in (0, 1))
+    except TypeError:
+        raise TypeError(f"{op}: output_size must be an int or a pair of ints/None, got {output_size!r}") from None
     if min(sizes) < 1:
         raise ValueError(
             f"{op}: output_size must be >= 1, got {output_size!r} (input {tuple(shape)}); "

@@ -395,6 +395,7 @@ X = np.zeros((2, 3, 5, 5), np.float32)
          r"adaptive_avg_pool2d: output_size must be >= 1, got 0 \(input \(2, 3, 5, 5\)\)"),
         (lambda: adaptive_avg_pool2d_forward(X, (3, -1)), ValueError, r"adaptive_avg_pool2d: output_size must be >="),
         (lambda: adaptive_avg_pool2d_forward(X, "7"), TypeError, r"adaptive_avg_pool2d: output_size must be an int"),
+        (lambda: adaptive_avg_pool2d_forward(X, (1, 2, 3)), TypeError, r"adaptive_avg_pool2d: output_size must be"),
         (lambda: max_pool2d_backward(np.zeros((2, 3, 3, 3)), max_pool2d_forward(X, 2)[1]), ValueError,
          r"max_pool2d backward: grad_out has shape \(2, 3, 3, 3\) but the forward output had shape \(2, 3, 2, 2\)"),
     ],
