@@ -9,7 +9,7 @@ import pytest
 
 import minigrad
 import minigrad.functional as F
-from minigrad import Function, Tensor, no_grad
+from minigrad import Function, Tensor, autograd, no_grad
 from minigrad.autograd import topological_order
 
 
@@ -188,7 +188,9 @@ def test_no_grad_decorator_and_nesting():
     assert minigrad.is_grad_enabled()
 
 
-def test_no_grad_decorator_on_a_recursive_function_restores_state():
+def test_no_grad_decorator_on_a_recursive_function_restores_state(monkeypatch):
+    monkeypatch.setattr(autograd, "_grad_enabled", True)  # a failure here must not leak into later tests
+
     @no_grad()
     def depth(n):  # enters the same no_grad object again before leaving it
         return 0 if n == 0 else 1 + depth(n - 1)

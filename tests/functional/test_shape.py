@@ -1,0 +1,73 @@
+"""Shape ops: indexing (repeated indices add up), reshape/permute/transpose/flatten and their errors."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+import torch
+
+import minigrad.functional as F
+from minigrad import Tensor
+from tests.functional import check_against_torch
+
+X = numpy.random.default_rng(0).standard_normal((4, 5))
+
+
+def test_getitem_with_repeated_indices_accumulates():
+    index = numpy.array([1, 3, 1, 1, 0])
+    out = check_against_torch(lambda t: t[Tensor(index)], lambda t: t[torch.tensor(index)], [X])
+    assert out.shape == (5, 5)
+    x = Tensor(X, requires_grad=True)
+    x[[2, 2, 2]].sum().backward()  # a plain `grad[index] = upstream` would give 1 instead of 3
+    numpy.testing.assert_array_equal(x.grad.numpy()[2], numpy.full(5, 3.0))
+    assert x.grad.numpy()[[0, 1, 3]].sum() == 0
+
+
+def test_getitem_paired_repeated_and_mixed_with_slices():
+    rows, cols = numpy.array([0, 2, 0, 0]), numpy.array([1, 4, 1, 3])
+    check_against_torch(lambda t: t[Tensor(rows), Tensor(cols)], lambda t: t[torch.tensor(rows), torch.tensor(cols)],
+                        [X])
+    check_against_torch(lambda t: t[1:, Tensor(cols)], lambda t: t[1:, torch.tensor(cols)], [X])
+
+
+def test_getitem_boolean_mask_and_basic_indexing():
+    mask = X > 0
+    check_against_torch(lambda t: t[Tensor(mask)], lambda t: t[torch.tensor(mask)], [X])
+    check_against_torch(lambda t: t[::-2, 1:4], lambda t: t.flip(0)[::2, 1:4], [X])
+    check_against_torch(lambda t: t[-1], lambda t: t[-1], [X])
+
+
+def test_getitem_out_of_range_names_the_shape():
+    with pytest.raises(IndexError, match=r"getitem: index .* does not fit a tensor of shape \(4, 5\)"):
+        Tensor(X)[Tensor([0, 7])]
+
+
+def test_reshape_permute_transpose_flatten_match_torch():
+    x = numpy.random.default_rng(1).standard_normal((2, 3, 4, 5))
+    check_against_torch(lambda t: t.reshape(6, -1), lambda t: t.reshape(6, -1), [x])
+    check_against_torch(lambda t: t.permute(0, 2, 3, 1), lambda t: t.permute(0, 2, 3, 1), [x])
+    check_against_torch(lambda t: t.permute(-1, 0, -2, 1), lambda t: t.permute(-1, 0, -2, 1), [x])
+    check_against_torch(lambda t: t.transpose(1, -1), lambda t: t.transpose(1, -1), [x])
+    check_against_torch(lambda t: t.flatten(1, 2), lambda t: t.flatten(1, 2), [x])
+    check_against_torch(lambda t: t.flatten(-2), lambda t: t.flatten(-2), [x])
+    check_against_torch(lambda t: t.T, lambda t: t.permute(3, 2, 1, 0), [x])
+
+
+def test_shape_errors_name_the_shape():
+    x = Tensor(numpy.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"permute: \(0, 1, 5\) is not a permutation of the 3 dimensions"):
+        F.permute(x, 0, 1, 5)  # 5 % 3 == 2 must not sneak through
+    with pytest.raises(ValueError, match="not a permutation"):
+        F.permute(x, 0, 1, -4)
+    with pytest.raises(ValueError, match="not a permutation"):
+        F.permute(x, 0, 1)
+    with pytest.raises(IndexError, match=r"transpose: dim 3 is out of range for a tensor of shape \(2, 3, 4\)"):
+        F.transpose(x, 0, 3)
+    with pytest.raises(IndexError, match=r"flatten: dim 5 is out of range for a tensor of shape \(2, 3, 4\)"):
+        F.flatten(x, 5)
+    with pytest.raises(ValueError, match="start_dim 2 comes after end_dim 1"):
+        F.flatten(x, 2, 1)
+    with pytest.raises(ValueError, match=r"cannot reshape a tensor of shape \(2, 3, 4\) \(24 values\) into \(5, -1\)"):
+        F.reshape(x, 5, -1)
+    with pytest.raises(ValueError, match="cannot reshape"):
+        F.reshape(x, -1, -1)
