@@ -1,0 +1,7 @@
+"""Models built from :mod:`minigrad.nn`: Inception v1 (GoogLeNet) and the tools to load its weights."""
+
+from minigrad.models.inception import GoogLeNet, InceptionOutputs, googlenet_loss, inception_v1
+from minigrad.models.weights import convert_weights, load_torch_state_dict
+
+__all__ = ["GoogLeNet", "InceptionOutputs", "convert_weights", "googlenet_loss", "inception_v1",
+           "load_torch_state_dict"]
