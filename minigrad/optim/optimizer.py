@@ -6,6 +6,7 @@ lives here, shaped like PyTorch's ``torch.optim.Optimizer`` so habits carry over
 - ``param_groups``: a list of dicts, each ``{"params": [Tensor, ...], "lr": ..., <other hyperparameters>}``.
   Learning-rate schedulers change ``param_groups[i]["lr"]``; the update rule reads it at every step.
 - ``state``: per-parameter buffers (momentum, Adam's moments, a step count), created on the first step.
+  Unlike PyTorch it is keyed by ``id(param)``: ``optimizer.state[id(p)]["momentum_buffer"]``.
 - ``zero_grad()``, ``step()``, ``state_dict()`` / ``load_state_dict()``.
 
 Subclasses write only ``_check_group`` (validate hyperparameters) and ``_update`` (the rule for one group).

@@ -1,0 +1,59 @@
+"""Shared helpers for the optimizer tests: one sequence of gradients fed to minigrad and to torch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import minigrad
+from minigrad import optim
+
+SHAPES = [(3, 4), (5,), (2, 3, 2)]
+
+
+def initial_arrays(seed: int = 0, dtype: Any = np.float64, shapes: list[tuple] = SHAPES) -> list[np.ndarray]:
+    """Random starting values for a few parameters of different shapes."""
+    generator = np.random.default_rng(seed)
+    return [generator.standard_normal(shape).astype(dtype) for shape in shapes]
+
+
+def gradient_sequence(steps: int, seed: int = 1, dtype: Any = np.float64, shapes: list[tuple] = SHAPES) -> list:
+    """``steps`` lists of random gradients, one per parameter."""
+    generator = np.random.default_rng(seed)
+    return [[generator.standard_normal(shape).astype(dtype) for shape in shapes] for _ in range(steps)]
+
+
+def run_minigrad(
+    make_optimizer: Callable[[Any, list], Any], initial: list[np.ndarray], gradients: list
+) -> tuple[list[np.ndarray], Any]:
+    """Feed ``gradients`` (a list of steps; None = no gradient) to a minigrad optimizer; return final values."""
+    params = [minigrad.Tensor(array.copy(), requires_grad=True) for array in initial]
+    optimizer = make_optimizer(optim, params)
+    for step_gradients in gradients:
+        for param, gradient in zip(params, step_gradients):
+            param.grad = None if gradient is None else minigrad.Tensor(gradient.copy())
+        optimizer.step()
+    return [param.numpy() for param in params], optimizer
+
+
+def run_torch(
+    make_optimizer: Callable[[Any, list], Any], initial: list[np.ndarray], gradients: list
+) -> list[np.ndarray]:
+    """The same as :func:`run_minigrad` with ``torch.optim``."""
+    import torch
+
+    params = [torch.tensor(array.copy(), requires_grad=True) for array in initial]
+    optimizer = make_optimizer(torch.optim, params)
+    for step_gradients in gradients:
+        for param, gradient in zip(params, step_gradients):
+            param.grad = None if gradient is None else torch.tensor(gradient.copy())
+        optimizer.step()
+    return [param.detach().numpy() for param in params]
+
+
+def assert_close_to_torch(ours: list[np.ndarray], theirs: list[np.ndarray], rtol: float = 1e-12) -> None:
+    for number, (mine, reference) in enumerate(zip(ours, theirs)):
+        assert mine.dtype == reference.dtype, f"parameter {number}: dtype {mine.dtype} != torch's {reference.dtype}"
+        np.testing.assert_allclose(mine, reference, rtol=rtol, atol=rtol * 1e-2, err_msg=f"parameter {number}")
