@@ -59,8 +59,6 @@ class Adam(Optimizer):
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(param.data)  # m: same shape, dtype and device as the parameter
             state["exp_avg_sq"] = xp.zeros_like(param.data)  # v
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(param.data)
         state["step"] += 1
         step = state["step"]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
@@ -79,7 +77,9 @@ class Adam(Optimizer):
         bias_correction1 = 1 - beta1**step
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         if group["amsgrad"]:
-            max_exp_avg_sq = state.setdefault("max_exp_avg_sq", xp.zeros_like(param.data))
+            if "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = xp.zeros_like(param.data)
+            max_exp_avg_sq = state["max_exp_avg_sq"]
             xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
             second_moment = max_exp_avg_sq
         else:
