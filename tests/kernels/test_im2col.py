@@ -1,0 +1,160 @@
+"""im2col / col2im against torch's unfold / fold, the adjoint identity, and the shared kernel helpers."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minigrad.kernels.im2col import col2im, im2col, window_geometry
+from minigrad.kernels.utils import conv_output_size, pads_per_side, pair
+
+rng = np.random.default_rng(0)
+
+
+def torch_unfold(x, kernel, stride, pads, dilation):
+    """torch's im2col, rearranged into our layout (C*kH*kW, N*H_out*W_out); pads per side via F.pad."""
+    (top, bottom), (left, right) = pads
+    padded = torch.nn.functional.pad(torch.from_numpy(x), (left, right, top, bottom))
+    cols = torch.nn.functional.unfold(padded, kernel, dilation=dilation, stride=stride)  # (N, CKK, L)
+    return cols.permute(1, 0, 2).reshape(cols.shape[1], -1).numpy()
+
+
+def torch_fold(cols, x_shape, kernel, stride, pads, dilation):
+    """torch's col2im (fold) on our layout, cropped back to the unpadded input."""
+    n, c, h, w = x_shape
+    (top, bottom), (left, right) = pads
+    size = (h + top + bottom, w + left + right)
+    batched = torch.from_numpy(cols).reshape(cols.shape[0], n, -1).permute(1, 0, 2)
+    folded = torch.nn.functional.fold(batched, size, kernel, dilation=dilation, stride=stride)
+    return folded[:, :, top : top + h, left : left + w].numpy()
+
+
+# (x_shape, kernel, stride, padding, dilation): batch 1, odd sizes, non-square kernels and strides,
+# per-side pads, dilation, a kernel as large as the input and a 1x1 map.
+CASES = [
+    ((2, 3, 5, 5), (3, 3), (1, 1), 1, (1, 1)),
+    ((1, 2, 7, 6), (2, 3), (2, 1), (1, 0), (1, 1)),
+    ((2, 1, 9, 8), (3, 2), (2, 3), ((1, 2), (0, 1)), (2, 1)),
+    ((3, 2, 4, 4), (4, 4), (1, 1), 0, (1, 1)),
+    ((2, 4, 1, 1), (1, 1), (1, 1), 0, (1, 1)),
+    ((1, 3, 6, 7), (3, 3), (3, 2), 2, (2, 3)),
+]
+
+
+def normalized(padding):
+    return pads_per_side(padding, "test")
+
+
+@pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CASES)
+def test_im2col_matches_torch_unfold(x_shape, kernel, stride, padding, dilation):
+    x = rng.standard_normal(x_shape)
+    cols = im2col(x, kernel, stride, padding, dilation)
+    expected = torch_unfold(x, kernel, stride, normalized(padding), dilation)
+    assert cols.shape == expected.shape
+    np.testing.assert_array_equal(cols, expected)
+
+
+@pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CASES)
+def test_col2im_matches_torch_fold(x_shape, kernel, stride, padding, dilation):
+    geometry = window_geometry(x_shape, kernel, stride, padding, dilation)
+    rows = x_shape[1] * kernel[0] * kernel[1]
+    cols = rng.standard_normal((rows, x_shape[0] * geometry.out_size[0] * geometry.out_size[1]))
+    result = col2im(cols, x_shape, kernel, stride, padding, dilation)
+    expected = torch_fold(cols, x_shape, kernel, stride, normalized(padding), dilation)
+    np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
+
+
+def check_adjoint(x_shape, kernel, stride, padding, dilation):
+    """<im2col(x), c> == <x, col2im(c)> for random x and c: col2im is im2col's transpose."""
+    x = rng.standard_normal(x_shape)
+    cols = im2col(x, kernel, stride, padding, dilation)
+    c = rng.standard_normal(cols.shape)
+    left = np.vdot(cols, c)
+    right = np.vdot(x, col2im(c, x_shape, kernel, stride, padding, dilation))
+    np.testing.assert_allclose(left, right, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CASES)
+def test_col2im_is_the_adjoint_of_im2col(x_shape, kernel, stride, padding, dilation):
+    check_adjoint(x_shape, kernel, stride, padding, dilation)
+
+
+@st.composite
+def window_cases(draw):
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pads = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    # An input at least as large as the dilated kernel once padded, plus a little.
+    size = [dilation[a] * (kernel[a] - 1) + 1 - sum(pads[a]) + draw(st.integers(0, 4)) for a in range(2)]
+    x_shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), max(1, size[0]), max(1, size[1]))
+    return x_shape, kernel, stride, pads, dilation
+
+
+@settings(max_examples=30, deadline=None)
+@given(window_cases())
+def test_im2col_col2im_random_geometry(case):
+    x_shape, kernel, stride, pads, dilation = case
+    x = rng.standard_normal(x_shape)
+    np.testing.assert_array_equal(im2col(x, kernel, stride, pads, dilation), torch_unfold(x, *case[1:]))
+    geometry = window_geometry(x_shape, kernel, stride, pads, dilation)
+    cols = rng.standard_normal((x_shape[1] * kernel[0] * kernel[1], x_shape[0] * np.prod(geometry.out_size)))
+    np.testing.assert_allclose(
+        col2im(cols, x_shape, kernel, stride, pads, dilation),
+        torch_fold(cols, x_shape, kernel, stride, pads, dilation),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    check_adjoint(*case)
+
+
+def test_float32_stays_float32_and_out_buffers_are_used():
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    buffer = np.empty((27, 2 * 36), dtype=np.float32)
+    cols = im2col(x, 3, 1, 1, out=buffer)
+    assert cols is buffer and cols.dtype == np.float32
+    np.testing.assert_array_equal(cols, torch_unfold(x, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)))
+    grad = np.empty_like(x)
+    assert col2im(cols, x.shape, 3, 1, 1, out=grad) is grad and grad.dtype == np.float32
+
+
+def test_errors_name_the_op_and_the_fix():
+    x = np.zeros((2, 3, 4, 4))
+    with pytest.raises(ValueError, match=r"im2col: expected a 4-D input .* got shape \(3, 4, 4\)"):
+        im2col(x[0], 3)
+    with pytest.raises(ValueError, match=r"im2col: kernel \(5, 5\) .* larger than the padded input 4x4"):
+        im2col(x, 5)
+    with pytest.raises(ValueError, match="im2col: stride must be >= 1"):
+        im2col(x, 3, stride=0)
+    with pytest.raises(ValueError, match="im2col: padding must be non-negative"):
+        im2col(x, 3, padding=(-1, 0))
+    with pytest.raises(TypeError, match="im2col: kernel_size must be an int or a pair"):
+        im2col(x, (3, 3, 3))
+    with pytest.raises(ValueError, match=r"im2col: out must be a C-contiguous float64 array of shape \(27, 8\)"):
+        im2col(x, 3, out=np.empty((27, 9)))
+    with pytest.raises(ValueError, match=r"col2im: cols has shape \(27, 9\) .* needs \(27, 8\)"):
+        col2im(np.zeros((27, 9)), x.shape, 3)
+
+
+def test_pair_and_pads_per_side():
+    assert pair(3, "stride", "op") == (3, 3)
+    assert pair([2, 1], "stride", "op") == (2, 1)
+    assert pair(np.int64(2), "stride", "op") == (2, 2)
+    with pytest.raises(TypeError, match="op: stride must be an int or a pair of ints, got 1.5"):
+        pair(1.5, "stride", "op")
+    with pytest.raises(TypeError, match="op: stride must be an int or a pair"):
+        pair(True, "stride", "op")
+    with pytest.raises(ValueError, match=r"op: stride must be >= 1 in both dimensions, got \(1, 0\)"):
+        pair((1, 0), "stride", "op", minimum=1)
+    assert pads_per_side(2, "op") == ((2, 2), (2, 2))
+    assert pads_per_side((1, 2), "op") == ((1, 1), (2, 2))
+    assert pads_per_side(((0, 1), (2, 3)), "op") == ((0, 1), (2, 3))
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, dilation", [(7, 3, 2, 1, 1), (8, 2, 3, 0, 2), (5, 5, 1, 0, 1)])
+def test_conv_output_size_matches_torch(size, kernel, stride, padding, dilation):
+    x = torch.zeros(1, 1, size, size)
+    expected = torch.nn.functional.conv2d(x, torch.zeros(1, 1, kernel, kernel), None, stride, padding, dilation)
+    assert conv_output_size(size, kernel, stride, padding, dilation) == expected.shape[-1]
+    assert conv_output_size(size, kernel, stride, (padding, padding), dilation) == expected.shape[-1]
