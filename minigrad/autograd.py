@@ -82,14 +82,15 @@ class Function:
                 f"{cls.__name__.lower()}: inputs live on different devices ({shapes}); "
                 "move them to one device with .to('cpu') or .to('cuda')"
             )
+        # Known before forward runs, so forward can skip saving what no backward will need (under no_grad).
+        fn.needs_input_grad = tuple(_grad_enabled and t is not None and t.requires_grad for t in inputs)
+        record = any(fn.needs_input_grad)
         arrays = [None if t is None else t.data for t in inputs]
         outputs = fn.forward(*arrays, **options)
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
 
-        fn.needs_input_grad = tuple(t is not None and t.requires_grad for t in inputs)
-        record = _grad_enabled and any(fn.needs_input_grad)
         # Integer outputs (indices, counts) never carry gradients.
         results = tuple(Tensor(array, requires_grad=record and array.dtype.kind == "f") for array in outputs)
         if record:
