@@ -20,10 +20,11 @@ concatenated output could only grow from block to block.
 
 Two variants share this code (see :data:`VARIANTS`):
 
-* ``"paper"``: the paper's layer sizes with batch norm added after every convolution (as almost every
-  PyTorch re-implementation does); convolutions keep their bias, branch 3 is a true 5x5, max pools
-  are 3x3/2 with padding 1, the auxiliary heads average-pool 5x5/3. 13,393,352 parameters with the
-  auxiliary heads, 7,013,112 without (1000 classes).
+* ``"paper"``: the paper's layer sizes with batch norm after every convolution in place of the paper's
+  two local response normalisations (as almost every PyTorch re-implementation does); convolutions keep
+  their bias, branch 3 is a true 5x5, max pools are 3x3/2 with padding 1, the auxiliary heads
+  average-pool 5x5/3. 13,393,352 parameters with the auxiliary heads, 7,013,112 without (1000 classes),
+  about 1.58 G multiply-adds per 224x224 image.
 * ``"torchvision"``: exactly ``torchvision.models.googlenet``, so its pretrained weights load with no
   renaming: bias-free convolutions, batch-norm eps 1e-3, a 3x3 conv in branch 3 (a known deviation
   of torchvision, kept for its weights), ceil-mode max pools without padding (maxpool4 2x2/2),
