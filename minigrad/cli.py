@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-v", "--verbose", action="store_true", help="print the table of every failing case")
     check.set_defaults(handler=gradcheck_command)
 
+    # Each module below adds its own subcommand and options.
+    from minigrad import train
+    from minigrad.models import weights
+
+    train.register_command(commands)
+    weights.register_command(commands)
     return parser
 
 
