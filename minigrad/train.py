@@ -109,11 +109,12 @@ def build_datasets(config: TrainConfig) -> tuple[Any, Any]:
 def build_loaders(config: TrainConfig, train_set: Any, test_set: Any) -> tuple[Any, Any]:
     """Shuffled, augmented training batches and plain test batches, normalised with the training statistics."""
     from minigrad import data
+    from minigrad.data import transforms
 
     mean, std = train_set.channel_mean_std()
-    normalize = data.Normalize(mean, std)
-    augment = [data.RandomCrop(train_set.images.shape[-1], padding=4), data.RandomHorizontalFlip()]
-    train_transform = data.Compose([*augment, normalize] if config.augment else [normalize])
+    normalize = transforms.Normalize(mean, std)
+    augment = [transforms.RandomCrop(train_set.images.shape[-1], padding=4), transforms.RandomHorizontalFlip()]
+    train_transform = transforms.Compose([*augment, normalize] if config.augment else [normalize])
     train_loader = data.DataLoader(train_set, config.batch_size, shuffle=True, drop_last=True,
                                    transform=train_transform, seed=config.seed, device=config.device)
     test_loader = data.DataLoader(test_set, 256, transform=normalize, device=config.device)
