@@ -272,15 +272,18 @@ def fit(
             model.train()
             state = epoch_progress or EpochProgress()
             epoch_progress = None
-            first_batch = train_loader.state_dict()["batches_done"]
-            bar = tqdm(total=len(train_loader), initial=first_batch, desc=f"epoch {epoch + 1}/{epochs}",
+            # iter() first: a loader restored from a mid-epoch checkpoint then knows how many batches are done.
+            batches = iter(train_loader)
+            batches_done = train_loader.state_dict()["batches_done"]
+            bar = tqdm(total=len(train_loader), initial=batches_done, desc=f"epoch {epoch + 1}/{epochs}",
                        disable=not progress, leave=True, dynamic_ncols=True, file=sys.stdout)
-            for images, labels in train_loader:
+            for images, labels in batches:
                 started = time.perf_counter()
+                batches_done += 1
+                step = epoch * len(train_loader) + batches_done  # counted from 1 over the whole run
                 outputs = model(images)
                 loss = compute_loss(model, outputs, labels, aux_weight, label_smoothing)
                 loss_value = loss.item()
-                step = epoch * len(train_loader) + train_loader.state_dict()["batches_done"]
                 if not math.isfinite(loss_value):
                     bar.close()
                     lr = optimizer.param_groups[0]["lr"]
@@ -303,7 +306,7 @@ def fit(
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}",
                                 img_s=f"{state.seen / max(state.seconds, 1e-9):.0f}",
                                 lr=f"{optimizer.param_groups[0]['lr']:.3g}")
-                if stop.requested and train_loader.state_dict()["batches_done"] < len(train_loader):
+                if stop.requested and batches_done < len(train_loader):  # at the epoch's end: finish it first
                     bar.close()
                     save(epoch, state)
                     if out is not None:
