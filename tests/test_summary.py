@@ -1,0 +1,255 @@
+"""minigrad.summary: counts against hand arithmetic and torch's FLOP counter, hooks and modes left as found."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import minigrad.functional as F
+from minigrad import nn
+from minigrad.summary import MULT_ADDS, Summary, register_command, summary
+from tests.models import torch_googlenet
+
+
+def small_net() -> nn.Sequential:
+    """Conv 3->8 (3x3, pad 1) -> BN -> ReLU -> max pool 2 -> flatten -> Linear 128->10, for (N, 3, 8, 8)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, 10)
+    )
+
+
+class Branches(nn.Module):
+    """A little Inception block: three parallel branches joined along the channels by F.cat."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.branch1 = nn.Conv2d(8, 4, 1)
+        self.branch2 = nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1, bias=False))
+        self.branch3 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(8, 2, 1))
+
+    def forward(self, x):
+        return F.cat([self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+
+
+class BranchNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, groups=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = Branches()
+        self.grouped = nn.Conv2d(12, 6, 3, padding=1, groups=3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.grouped(self.block(self.stem(x))))))
+
+
+def torch_twin(model: nn.Module) -> torch.nn.Module:
+    """The same layers in torch.nn (weights do not matter for counting), built from the minigrad modules."""
+    if isinstance(model, nn.Sequential):
+        return torch.nn.Sequential(*[torch_twin(child) for child in model])
+    if isinstance(model, nn.Conv2d):
+        return torch.nn.Conv2d(model.in_channels, model.out_channels, model.kernel_size, model.stride, model.padding,
+                               groups=model.groups, bias=model.bias is not None)
+    if isinstance(model, nn.Linear):
+        return torch.nn.Linear(model.in_features, model.out_features, bias=model.bias is not None)
+    if isinstance(model, nn.BatchNorm2d):
+        return torch.nn.BatchNorm2d(model.num_features)
+    if isinstance(model, nn.MaxPool2d):
+        return torch.nn.MaxPool2d(model.kernel_size, model.stride, model.padding)
+    simple = {nn.ReLU: torch.nn.ReLU, nn.Flatten: torch.nn.Flatten}
+    if type(model) in simple:
+        return simple[type(model)]()
+    if isinstance(model, nn.AdaptiveAvgPool2d):
+        return torch.nn.AdaptiveAvgPool2d(model.output_size)
+    if isinstance(model, Branches):
+        twin = torch.nn.Module()
+        for name, child in model.named_children():
+            twin.add_module(name, torch_twin(child))
+        twin.forward = lambda x: torch.cat([twin.branch1(x), twin.branch2(x), twin.branch3(x)], 1)
+        return twin
+    if isinstance(model, BranchNet):
+        return torch.nn.Sequential(*[torch_twin(child) for child in model.children()])
+    raise TypeError(type(model))
+
+
+def torch_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    """torch's own count of an eval forward; on the "meta" device, which computes shapes but no values."""
+    model = model.to("meta").eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(shape, device="meta"))
+    return counter.get_total_flops()
+
+
+# ----- counts -----------------------------------------------------------------------------------
+def test_small_net_totals_match_hand_arithmetic():
+    result = summary(small_net(), (2, 3, 8, 8))
+    conv_params, bn_params, linear_params = 8 * 3 * 3 * 3 + 8, 2 * 8, 128 * 10 + 10
+    assert result.total_params == result.trainable_params == conv_params + bn_params + linear_params == 1530
+    conv_macs = (2 * 8 * 8 * 8) * 3 * 3 * 3  # output elements * C_in * kH * kW
+    linear_macs = (2 * 10) * 128  # output elements * in_features
+    assert result.total_mult_adds == conv_macs + linear_macs == 30208
+    assert result.mult_adds_per_image == (conv_macs + linear_macs) / 2
+    by_name = {row.name: row for row in result.rows}
+    assert [by_name[n].num_params for n in ("0", "1", "2", "3", "4", "5")] == [224, 16, 0, 0, 0, 1290]
+    assert [by_name[n].mult_adds for n in ("0", "1", "2", "3", "4", "5")] == [conv_macs, 0, 0, 0, 0, linear_macs]
+    assert [by_name[n].output_shapes for n in ("0", "3", "4", "5")] == [
+        [(2, 8, 8, 8)], [(2, 8, 4, 4)], [(2, 128)], [(2, 10)]]
+    # Activations: every module output once; the Sequential returns the Linear's tensor (not counted twice).
+    output_floats = 3 * (2 * 8 * 8 * 8) + 2 * 8 * 4 * 4 + 2 * 128 + 2 * 10
+    assert result.activation_bytes == 4 * output_floats
+    assert result.forward_backward_bytes == 2 * result.activation_bytes
+    assert result.param_bytes == 4 * 1530 and result.input_bytes == 4 * 2 * 3 * 8 * 8
+    assert result.buffer_bytes == 4 * 8 * 2 + 8  # running mean/var float32, num_batches_tracked int64
+
+
+@pytest.mark.parametrize("make, shape", [(small_net, (2, 3, 8, 8)), (BranchNet, (3, 3, 10, 10))])
+def test_params_and_mult_adds_match_torch(make, shape):
+    model = make()
+    result = summary(model, shape)
+    twin = torch_twin(model)
+    assert result.total_params == sum(p.numel() for p in twin.parameters())
+    assert 2 * result.total_mult_adds == torch_flops(twin, shape)  # torch counts a multiply-add as 2 FLOPs
+
+
+def test_linear_on_3d_input_counts_every_row():
+    model = nn.Sequential(nn.Linear(16, 10), nn.ReLU(), nn.Linear(10, 3, bias=False))
+    result = summary(model, (2, 5, 16))
+    assert result.total_mult_adds == 2 * 5 * (10 * 16 + 3 * 10)
+    assert 2 * result.total_mult_adds == torch_flops(
+        torch.nn.Sequential(torch.nn.Linear(16, 10), torch.nn.ReLU(), torch.nn.Linear(10, 3, bias=False)), (2, 5, 16))
+
+
+def test_every_module_and_branch_is_a_row_and_params_column_sums_to_total():
+    model = BranchNet()
+    result = summary(model, (2, 3, 10, 10))
+    names = [row.name for row in result.rows]
+    assert names == [name for name, _ in model.named_modules()]
+    assert {"block.branch1", "block.branch2.2", "block.branch3.0"} <= set(names)
+    assert sum(row.num_params for row in result.rows) == result.total_params
+    assert sum(row.mult_adds for row in result.rows) == result.total_mult_adds
+    by_name = {row.name: row for row in result.rows}
+    assert by_name["block"].output_shapes == [(2, 12, 5, 5)]
+    assert by_name["block.branch2.2"].depth == 3 and by_name[""].depth == 0
+    assert all(row.calls == 1 for row in result.rows)
+
+
+def test_shared_parameter_is_counted_once():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    model[1].weight = model[0].weight
+    result = summary(model, (1, 4))
+    assert result.total_params == 16 + 4 + 4
+    assert sum(row.num_params for row in result.rows) == result.total_params
+
+
+def test_batch_size_prepends_and_mult_adds_are_per_batch():
+    one = summary(small_net(), (3, 8, 8), batch_size=1)
+    five = summary(small_net(), (3, 8, 8), batch_size=5)
+    assert five.input_shape == (5, 3, 8, 8)
+    assert five.total_mult_adds == 5 * one.total_mult_adds and five.mult_adds_per_image == one.total_mult_adds
+
+
+def test_custom_rule_can_be_added(monkeypatch):
+    monkeypatch.setitem(MULT_ADDS, nn.BatchNorm2d, lambda module, output: output.size)
+    assert summary(small_net(), (2, 3, 8, 8)).total_mult_adds == 30208 + 2 * 8 * 8 * 8
+
+
+# ----- the table --------------------------------------------------------------------------------
+def test_table_prints_every_module_and_the_totals():
+    result = summary(BranchNet(), (2, 3, 10, 10))
+    text = str(result)
+    for row in result.rows:
+        assert (row.name or "(model)") in text
+    for fragment in ("Total params: ", f"{result.total_params:,}", "Mult-adds per image (G)", "Params size (MB)",
+                     "Forward/backward pass size (MB)", "Conv2d", "[2, 12, 5, 5]"):
+        assert fragment in text
+    assert "      block.branch2.0" in text  # indented by depth
+
+
+def test_depth_hides_rows_but_not_totals():
+    full, shallow = summary(BranchNet(), (1, 3, 10, 10)), summary(BranchNet(), (1, 3, 10, 10), depth=1)
+    assert "block.branch1" in str(full) and "block.branch1" not in str(shallow)
+    assert shallow.total_params == full.total_params and "depth 1" in str(shallow)
+
+
+def test_bad_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"summary: input_shape .* got \(2, 0, 8\)"):
+        summary(small_net(), (2, 0, 8))
+
+
+# ----- the model is left as it was --------------------------------------------------------------
+def _hook_counts(model):
+    return [len(module._forward_hooks) for module in model.modules()]
+
+
+def test_hooks_removed_modes_and_running_stats_restored():
+    model = BranchNet()
+    model.block.eval()  # mixed modes must come back exactly
+    modes = [m.training for m in model.modules()]
+    running_mean = model.stem[1].running_mean.numpy()
+    summary(model, (2, 3, 10, 10))
+    assert [m.training for m in model.modules()] == modes
+    assert _hook_counts(model) == [0] * len(modes)
+    np.testing.assert_array_equal(model.stem[1].running_mean.numpy(), running_mean)  # ran in eval mode
+
+
+def test_hooks_removed_and_modes_restored_after_an_error():
+    model = small_net()
+    model.train()
+    with pytest.raises(ValueError) as info:
+        summary(model, (2, 4, 8, 8))  # 4 channels, the conv wants 3
+    assert any("minigrad.summary" in note for note in getattr(info.value, "__notes__", []))
+    assert all(m.training for m in model.modules())
+    assert _hook_counts(model) == [0] * len(list(model.modules()))
+
+
+# ----- GoogLeNet --------------------------------------------------------------------------------
+def test_googlenet_paper_totals():
+    from minigrad.models import inception_v1
+
+    model = inception_v1(variant="paper", init_weights=False)
+    result = summary(model, (2, 3, 224, 224))
+    assert result.total_params == 13_393_352
+    assert round(result.mult_adds_per_image / 1e9, 2) == 1.58  # reported per batch: 3.17 G for 2 images
+    assert result.total_mult_adds == 2 * result.mult_adds_per_image
+    # Independent count: torch's FLOP counter on the torch twin (eval mode, so no aux heads either).
+    with torch.device("meta"):  # no weights drawn: the counter needs shapes only
+        twin = torch_googlenet.torch_googlenet(variant="paper")
+    assert 2 * result.total_mult_adds == torch_flops(twin, (2, 3, 224, 224))
+    names = {row.name for row in result.rows}
+    for block in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
+        for branch in ("branch1.conv", "branch2.0.conv", "branch2.1.bn", "branch3.1.conv", "branch4.0", "branch4.1"):
+            assert f"inception{block}.{branch}" in names
+    aux_rows = [row for row in result.rows if row.name.startswith("aux")]
+    assert aux_rows and all(row.calls == 0 for row in aux_rows)  # eval mode: aux heads do not run
+    assert "-- (not called)" in str(result)
+
+
+@pytest.mark.parametrize("variant, aux, expected", [
+    ("torchvision", True, 13_004_888), ("torchvision", False, 6_624_904), ("paper", False, 7_013_112),
+])
+def test_googlenet_parameter_counts(variant, aux, expected):
+    from minigrad.models import inception_v1
+
+    model = inception_v1(variant=variant, aux_logits=aux, init_weights=False)
+    assert summary(model, (1, 3, 64, 64)).total_params == expected  # parameters do not depend on the input size
+
+
+def test_cli_summary_command(capsys):
+    parser = argparse.ArgumentParser()
+    register_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["summary", "--stem", "cifar", "--width", "0.25", "--num-classes", "10", "--depth", "1"])
+    assert args.input_size is None and args.batch_size == 1 and args.variant == "paper"
+    assert args.handler(args) == 0
+    text = capsys.readouterr().out
+    assert "inception5b" in text and "[1, 10]" in text and "Total params" in text
+    assert "inception3a.branch1" not in text  # --depth 1
+
+
+def test_summary_is_a_summary():
+    assert isinstance(summary(small_net(), (1, 3, 8, 8)), Summary)
