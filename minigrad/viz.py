@@ -70,6 +70,19 @@ def _function_label(fn: Function) -> str:
     return type(fn).__name__ + "\n" + ", ".join(_shape_text(shape) for shape in fn.output_shapes)
 
 
+def _leaf_label(leaf: Tensor, input_ids: set[int], parameter_names: dict[int, str]) -> tuple[str, str]:
+    """(label, fill colour) of a leaf: the model's input, a named parameter, or another tensor."""
+    if id(leaf) in input_ids:
+        name, color = "input", "lightyellow"
+    elif id(leaf) in parameter_names:
+        name, color = parameter_names[id(leaf)], "lightblue"
+    elif leaf.requires_grad:
+        name, color = "parameter" if isinstance(leaf, Parameter) else "leaf (requires grad)", "lightblue"
+    else:
+        name, color = "tensor", "gray95"  # data or a constant such as the 2.0 in `x + 2.0`
+    return name + "\n" + _shape_text(leaf.shape), color
+
+
 # ----- walking the graph ------------------------------------------------------------------------
 def walk_graph(roots: list[Tensor]) -> tuple[list[Function], list[Tensor], list[tuple[Any, Function]]]:
     """Every Function and leaf tensor the roots depend on, and the edges (producer, consumer Function).
@@ -123,7 +136,7 @@ def modules_at_depth(model: Module, depth: int) -> list[tuple[str, Module]]:
     chosen = []
     for name, module in model.named_modules():
         level = name.count(".") + 1 if name else 0
-        if level == depth or (0 < level < depth and not any(True for _ in module.children())):
+        if level == depth or (0 < level < depth and next(module.children(), None) is None):
             chosen.append((name, module))
     return chosen
 
@@ -263,15 +276,7 @@ def to_dot(
         if id(leaf) not in input_ids and all(id(fn) in owner for fn in consumers[id(leaf)]):
             continue  # a weight or constant used only inside module boxes: hidden in them
         node_of[id(leaf)] = f"t{index}"
-        if id(leaf) in input_ids:
-            label, color = "input", "lightyellow"
-        elif id(leaf) in parameter_names:
-            label, color = parameter_names[id(leaf)], "lightblue"
-        elif isinstance(leaf, Parameter) or leaf.requires_grad:
-            label, color = "parameter" if isinstance(leaf, Parameter) else "leaf (requires grad)", "lightblue"
-        else:
-            label, color = "tensor", "gray95"
-        label += "\n" + _shape_text(leaf.shape)
+        label, color = _leaf_label(leaf, input_ids, parameter_names)
         lines.append(f'  t{index} [label={_quote(label)}, shape=ellipse, fillcolor="{color}"];')
     drawn_edges: dict[tuple[str, str], None] = {}  # a dict as an ordered set: each edge drawn once
     for producer, consumer in edges:
