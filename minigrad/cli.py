@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     # Each module below adds its own subcommand and options.
     from minigrad import train
     from minigrad.models import weights
+    from minigrad.summary import register_command as register_summary
 
     train.register_command(commands)
+    register_summary(commands)
     weights.register_command(commands)
     return parser
 
