@@ -29,7 +29,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ class TrainConfig:
     width: float = 0.25
     aux_weight: float = 0.3
     dropout: float | None = None
-    epochs: int = 4
+    epochs: int | None = 4  # None: with resume, the checkpoint's planned epochs; without, 4
     batch_size: int = 64
     lr: float = 0.05
     optimizer: str = "sgd"
@@ -474,9 +474,21 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
     if config.resume:
         checkpoint = load_checkpoint(out / "checkpoint.npz")  # fail before any slow set-up
         saved = checkpoint["meta"]["config"] or {}
-        # The run's identity comes from the checkpoint; only how far to train may change.
+        # The run's identity comes from the checkpoint; only how far to train may change (epochs=None:
+        # finish the original plan).
         keep = {"epochs", "resume", "progress", "device", "out"}
-        config = TrainConfig(**{**saved, **{k: v for k, v in asdict(config).items() if k in keep}})
+        given = {k: v for k, v in asdict(config).items() if k in keep and v is not None}
+        config = TrainConfig(**{**saved, **given})
+        planned = saved.get("epochs")
+        if planned is not None and config.epochs != planned and config.schedule != "constant":
+            # onecycle, cosine and step are laid out over the whole run: another length is another run.
+            raise CheckpointError(
+                f"the checkpoint's run was planned for {planned} epochs and its {config.schedule} schedule is laid "
+                f"out over that length; resume with --epochs {planned} (or without --epochs), or start a new run "
+                f"(only --schedule constant can be extended)"
+            )
+    if config.epochs is None:
+        config = replace(config, epochs=TrainConfig.epochs)
     backend.manual_seed(config.seed)
     train_set, test_set = build_datasets(config)
     train_loader, test_loader = build_loaders(config, train_set, test_set)
@@ -515,7 +527,7 @@ def register_command(commands: Any) -> None:
     add("--width", type=float, default=defaults.width, help="channel multiplier (1 = the full GoogLeNet)")
     add("--aux-weight", type=float, default=defaults.aux_weight, help="weight of each auxiliary loss (0: no aux)")
     add("--dropout", type=float, default=None, help="main dropout (default: the variant's)")
-    add("--epochs", type=int, default=defaults.epochs)
+    add("--epochs", type=int, default=None, help=f"{defaults.epochs}; with --resume: the checkpoint's")
     add("--batch-size", type=int, default=defaults.batch_size)
     add("--lr", type=float, default=defaults.lr, help="(peak) learning rate")
     add("--optimizer", choices=["sgd", "adam", "adamw"], default=defaults.optimizer)

@@ -118,6 +118,22 @@ def test_ctrl_c_then_resume_is_bit_identical(stop_step, reference_run, tmp_path,
     assert_same_run(tmp_path, reference)
 
 
+def test_resume_runs_the_epochs_the_checkpoint_planned(reference_run, tmp_path, monkeypatch):
+    """``--resume`` alone (epochs=None) finishes the original plan; another length for a schedule that
+    depends on it (onecycle) is refused with a clear error instead of a crash inside the schedule."""
+    reference, _, _ = reference_run
+    interrupt_at(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(tiny_config(tmp_path))
+    monkeypatch.undo()
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(CheckpointError, match=r"2 epochs.*onecycle|onecycle.*2 epochs"):
+        train.run(tiny_config(tmp_path, epochs=3, resume=True))
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before, "a refused resume must not touch the run"
+    train.run(tiny_config(tmp_path, epochs=None, resume=True))
+    assert_same_run(tmp_path, reference)
+
+
 def test_constant_schedule_run_can_be_extended_bit_identically(tmp_path):
     """With a schedule that does not depend on the run's length, 1 epoch + resume to 2 == 2 epochs."""
     straight, extended = tmp_path / "straight", tmp_path / "extended"
