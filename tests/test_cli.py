@@ -1,0 +1,123 @@
+"""The ``minigrad`` command line: help texts, ``gradcheck``, and ``train`` end to end, including the ways a
+class demo goes wrong (no GPU, no CIFAR archive, no or a broken checkpoint, a diverging run), each of which
+must end in one clear line and exit status 1, never a traceback."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minigrad import cli, train
+
+REPO = Path(__file__).resolve().parents[1]
+ISSUE_OPTIONS = ["--dataset", "--data-dir", "--download", "--variant", "--stem", "--width", "--aux-weight", "--epochs",
+                 "--batch-size", "--lr", "--optimizer", "--schedule", "--weight-decay", "--device", "--seed", "--out",
+                 "--resume", "--limit-train"]
+TINY = ["--width", "0.125", "--train-size", "128", "--test-size", "64", "--batch-size", "32", "--stem", "cifar",
+        "--quiet"]
+
+
+def run_minigrad(*arguments: str) -> subprocess.CompletedProcess:
+    """``python -m minigrad ARGUMENTS`` in a fresh interpreter, from the repository root."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "minigrad", *arguments], capture_output=True, text=True,
+                          cwd=REPO, env=environment, timeout=120)
+
+
+def test_console_script_points_at_the_cli():
+    scripts = {entry.name: entry.value for entry in importlib.metadata.entry_points(group="console_scripts")}
+    assert scripts.get("minigrad") == "minigrad.cli:main"
+
+
+def test_help_lists_the_commands_and_every_train_option():
+    top = run_minigrad("--help")
+    assert top.returncode == 0, top.stderr
+    assert "gradcheck" in top.stdout and "train" in top.stdout
+
+    train_help = run_minigrad("train", "--help")
+    assert train_help.returncode == 0, train_help.stderr
+    missing = [option for option in ISSUE_OPTIONS if option not in train_help.stdout]
+    assert not missing, f"minigrad train --help does not list {missing}"
+    for choice in ("shapes", "cifar10", "cifar100", "cpu", "cuda", "onecycle", "sgd"):
+        assert choice in train_help.stdout
+
+
+def test_gradcheck_relu_prints_a_passing_table():
+    result = run_minigrad("gradcheck", "relu")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    relu_rows = [row for row in rows if row and row[0] == "relu"]
+    assert len(relu_rows) == 1 and relu_rows[0][-1] == "pass", result.stdout
+    assert float(relu_rows[0][2]) < 1e-6, "max abs error column"
+    assert "1 of 1 ops pass" in result.stdout
+
+
+def test_gradcheck_of_an_unknown_op_fails_cleanly(capsys):
+    assert cli.main(["gradcheck", "no_such_op"]) == 2
+    assert "no registered op matches" in capsys.readouterr().err
+
+
+def test_train_writes_the_four_files(tmp_path, monkeypatch):
+    steps: list[int] = []
+    original_fit = train.fit
+    monkeypatch.setattr(train, "fit", lambda *a, **k: original_fit(*a, on_step=lambda s, _: steps.append(s), **k))
+    out = tmp_path / "run"
+    status = cli.main(["train", *TINY, "--epochs", "1", "--limit-train", "64", "--lr", "0.02", "--seed", "3",
+                       "--out", str(out)])
+    assert status == 0
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "curves.png", "metrics.csv"]
+    assert steps == [1, 2], "--limit-train 64 with batches of 32 is two steps"
+    config = json.loads((out / "config.json").read_text())
+    assert (config["limit_train"], config["lr"], config["seed"], config["width"], config["epochs"]) == (64, 0.02, 3,
+                                                                                                        0.125, 1)
+    with open(out / "metrics.csv") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1"]
+
+    # --resume alone picks the run's own plan (1 epoch, all done) rather than the default 4 epochs.
+    assert cli.main(["train", "--resume", "--quiet", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+
+
+def test_cifar10_without_the_archive_says_where_to_put_it(tmp_path, capsys):
+    if importlib.util.find_spec("minigrad.data.cifar") is None:
+        pytest.skip("minigrad/data/cifar.py does not exist yet (CIFAR-10 support is being written)")
+    data_dir = tmp_path / "cifar-data"
+    status = cli.main(["train", *TINY, "--epochs", "1", "--dataset", "cifar10", "--data-dir", str(data_dir),
+                       "--out", str(tmp_path / "run")])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert error.startswith("minigrad train: ") and "Traceback" not in error
+    assert "cifar-10-python.tar.gz" in error and str(data_dir) in error, error
+    assert "--download" in error
+
+
+def test_resume_without_a_checkpoint_exits_1_without_a_traceback(tmp_path):
+    result = run_minigrad("train", "--resume", "--quiet", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"minigrad train: no checkpoint at {tmp_path / 'checkpoint.npz'}; start without "
+                                     f"--resume, or point --out at the run's folder")
+
+
+def test_resume_from_a_corrupted_checkpoint_exits_1(tmp_path, capsys):
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    assert cli.main(["train", "--resume", "--quiet", "--out", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("minigrad train: checkpoint ") and "truncated or corrupted" in error
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_diverging_run_exits_1_naming_the_step(tmp_path, capsys):
+    status = cli.main(["train", *TINY, "--epochs", "1", "--lr", "1e6", "--schedule", "constant",
+                       "--out", str(tmp_path)])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert error.startswith("minigrad train: the loss became nan at step ") and "lower --lr" in error
