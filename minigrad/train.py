@@ -527,7 +527,8 @@ def register_command(commands: Any) -> None:
     add("--width", type=float, default=defaults.width, help="channel multiplier (1 = the full GoogLeNet)")
     add("--aux-weight", type=float, default=defaults.aux_weight, help="weight of each auxiliary loss (0: no aux)")
     add("--dropout", type=float, default=None, help="main dropout (default: the variant's)")
-    add("--epochs", type=int, default=None, help=f"{defaults.epochs}; with --resume: the checkpoint's")
+    add("--epochs", type=int, default=None,
+        help=f"how many epochs ({defaults.epochs} for a new run; with --resume, None keeps the checkpoint's)")
     add("--batch-size", type=int, default=defaults.batch_size)
     add("--lr", type=float, default=defaults.lr, help="(peak) learning rate")
     add("--optimizer", choices=["sgd", "adam", "adamw"], default=defaults.optimizer)
@@ -547,6 +548,11 @@ def register_command(commands: Any) -> None:
 def train_command(args: argparse.Namespace) -> int:
     fields = set(TrainConfig.__dataclass_fields__)
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        backend.get_xp(config.device)  # no GPU: one clear line now, not a traceback from inside the first batch
+    except RuntimeError as error:
+        print(f"minigrad train: {error}", file=sys.stderr)
+        return 1
     try:
         history = run(config)
     except (CheckpointError, TrainingDiverged) as error:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minigrad import cli, train
+from minigrad import backend, cli, train
 
 REPO = Path(__file__).resolve().parents[1]
 ISSUE_OPTIONS = ["--dataset", "--data-dir", "--download", "--variant", "--stem", "--width", "--aux-weight", "--epochs",
@@ -84,6 +84,15 @@ def test_train_writes_the_four_files(tmp_path, monkeypatch):
     # --resume alone picks the run's own plan (1 epoch, all done) rather than the default 4 epochs.
     assert cli.main(["train", "--resume", "--quiet", "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.skipif(backend.cuda_available(), reason="this machine has a GPU; the no-GPU message cannot be seen")
+def test_device_cuda_without_a_gpu_is_one_clear_line(tmp_path, capsys):
+    status = cli.main(["train", *TINY, "--epochs", "1", "--device", "cuda", "--out", str(tmp_path)])
+    assert status == 1
+    error = capsys.readouterr().err
+    assert error.startswith("minigrad train: device 'cuda' is not available") and "Traceback" not in error
+    assert "pip install" in error, "the message should say how to get a GPU build"
 
 
 def test_cifar10_without_the_archive_says_where_to_put_it(tmp_path, capsys):
