@@ -21,9 +21,10 @@ Three things keep it fast without hiding that idea:
   ``weight_matrix @ x[n].reshape(C_in, H*W)``, one batched matrix multiply straight into (N, C_out, H, W).
 - **Bounded memory**: the columns are C_in*kH*kW/C_out times larger than the output (9x for a 3x3 conv
   keeping its channel count). The batch is cut into chunks whose columns fit in ``max_buffer_bytes``
-  (default :data:`DEFAULT_BUFFER_BYTES`); one buffer is reused for every chunk, and the results do not
-  depend on the chunking. The backward recomputes the columns chunk by chunk instead of keeping them
-  alive between forward and backward, trading one extra copy for a 9x smaller memory footprint.
+  (default :data:`DEFAULT_BUFFER_BYTES`); one buffer is reused for every chunk and every call (a fresh
+  one would be page-faulted in each time), and the results do not depend on the chunking. The
+  backward recomputes the columns chunk by chunk instead of keeping them alive between forward and
+  backward: one extra copy instead of a 9x larger memory footprint for every layer of a network.
 - **No extra copies**: im2col writes the windows once in the layout the multiply wants, the matrix
   products write straight into preallocated arrays (``matmul(..., out=...)``), and the swap back to
   (N, C, H, W) is one copy that also adds the bias.
@@ -39,6 +40,12 @@ from minigrad.kernels.utils import Pads, pads_per_side, pair
 
 DEFAULT_BUFFER_BYTES = 256 * 2**20  # largest column buffer one conv2d call may hold (per chunk of the batch)
 
+# Scratch arrays kept between calls, keyed by (device, dtype, role). A fresh 100 MiB array costs page
+# faults (the OS maps and zeroes every page on first touch: ~10 ms, as much as the im2col copy itself);
+# a reused one is already mapped. Nothing returned to a caller or kept in a ctx points into them, and
+# kernels run one at a time (not thread-safe). :func:`release_buffers` gives the memory back.
+_scratch: dict = {}
+
 
 def set_buffer_budget(nbytes: int) -> None:
     """Change :data:`DEFAULT_BUFFER_BYTES`, the column-buffer budget of calls that pass none."""
@@ -46,6 +53,24 @@ def set_buffer_budget(nbytes: int) -> None:
     if int(nbytes) < 1:
         raise ValueError(f"conv2d: the buffer budget must be a positive number of bytes, got {nbytes!r}")
     DEFAULT_BUFFER_BYTES = int(nbytes)
+
+
+def release_buffers() -> None:
+    """Free the scratch arrays conv2d keeps between calls (they come back on the next call)."""
+    _scratch.clear()
+
+
+def _scratch_array(like: Any, shape: tuple, role: str) -> Any:
+    """An uninitialised C-contiguous array of ``shape`` and ``like``'s dtype and device, reused across
+    calls: a view into a flat buffer kept in ``_scratch`` under ``role``, grown when it is too small."""
+    size = 1
+    for length in shape:
+        size *= length
+    key = (backend.device_of(like), like.dtype.str, role)
+    if key not in _scratch or _scratch[key].size < size:
+        _scratch.pop(key, None)  # free the old buffer before allocating the larger one
+        _scratch[key] = backend.xp_of(like).empty(size, dtype=like.dtype)
+    return _scratch[key][:size].reshape(shape)
 
 
 class ConvContext(NamedTuple):
@@ -115,12 +140,9 @@ def conv2d_forward(
             out += bias.reshape(-1, 1, 1)
         return out, ConvContext(x, weight, bias is not None, geometry, groups, budget)
 
-    out_matrix_all = None
     for start, stop, cols in _column_chunks(x, geometry, budget):
         chunk = stop - start
-        if out_matrix_all is None:
-            out_matrix_all = xp.empty((out_channels, cols.shape[1]), dtype=x.dtype)
-        out_matrix = out_matrix_all[:, : cols.shape[1]]
+        out_matrix = _scratch_array(x, (out_channels, cols.shape[1]), "rows")
         _grouped_matmul(weight_matrix, cols, out_matrix, groups)
         # (C_out, chunk, H_out*W_out) -> (chunk, C_out, H_out*W_out): one copy, bias added on the way.
         out_matrix = out_matrix.reshape(out_channels, chunk, out_h * out_w).transpose(1, 0, 2)
@@ -170,13 +192,11 @@ def conv2d_backward(
         if not need_weight_grad:
             return grad_x, None, grad_bias
 
-    grad_matrix_all = None
-    for start, stop, cols in _column_chunks(x, geometry, ctx.max_buffer_bytes):
+    chunks = _column_chunks(x, geometry, ctx.max_buffer_bytes, fill=need_weight_grad)
+    for start, stop, cols in chunks:
         chunk = stop - start
-        if grad_matrix_all is None:
-            grad_matrix_all = xp.empty((out_channels, cols.shape[1]), dtype=x.dtype)
         # grad_out[chunk] laid out like the forward's out_matrix: (C_out, chunk * H_out * W_out).
-        grad_matrix = grad_matrix_all[:, : cols.shape[1]]
+        grad_matrix = _scratch_array(x, (out_channels, cols.shape[1]), "rows")
         grad_matrix.reshape(out_channels, chunk, out_h * out_w)[...] = (
             grad_out[start:stop].reshape(chunk, out_channels, -1).transpose(1, 0, 2)
         )
@@ -208,22 +228,25 @@ def _is_pointwise(weight: Any, geometry: WindowGeometry) -> bool:
     return weight.shape[2:] == (1, 1) and geometry.stride == (1, 1) and no_pads
 
 
-def _column_chunks(x: Any, geometry: WindowGeometry, max_buffer_bytes: int):
-    """Yield ``(start, stop, cols)``: im2col of ``x[start:stop]`` for consecutive batch chunks.
+def _column_chunks(x: Any, geometry: WindowGeometry, max_buffer_bytes: int, fill: bool = True):
+    """Yield ``(start, stop, cols)``: im2col of ``x[start:stop]`` for consecutive batch chunks
+    (with ``fill=False`` only the buffer, for a caller that writes its own columns).
 
     A chunk holds as many samples as fit in ``max_buffer_bytes`` of columns (at least one sample).
-    All chunks share one buffer, so the columns are written into memory that is already mapped.
+    All chunks, and all calls, share one scratch buffer.
     """
     n, in_channels = x.shape[:2]
     (kernel_h, kernel_w), (out_h, out_w) = geometry.kernel, geometry.out_size
     rows, columns_per_sample = in_channels * kernel_h * kernel_w, out_h * out_w
     bytes_per_sample = rows * columns_per_sample * x.dtype.itemsize
     chunk = max(1, min(n, max_buffer_bytes // bytes_per_sample))
-    buffer = backend.xp_of(x).empty(rows * chunk * columns_per_sample, dtype=x.dtype)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        cols = buffer[: rows * (stop - start) * columns_per_sample].reshape(rows, -1)
-        im2col(x[start:stop], geometry.kernel, geometry.stride, geometry.pads, geometry.dilation, out=cols)
+        cols = _scratch_array(x, (rows, (stop - start) * columns_per_sample), "columns")
+        if fill:
+            im2col(
+                x[start:stop], geometry.kernel, geometry.stride, geometry.pads, geometry.dilation, out=cols
+            )
         yield start, stop, cols
 
 

@@ -106,7 +106,9 @@ def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options):
 
     calls = []
     original_im2col = conv.im2col
-    monkeypatch.setattr(conv, "im2col", lambda x, *a, **k: calls.append(x.shape[0]) or original_im2col(x, *a, **k))
+    monkeypatch.setattr(
+        conv, "im2col", lambda x, *a, **k: calls.append(x.shape[0]) or original_im2col(x, *a, **k)
+    )
     out_chunked, ctx_chunked = conv2d_forward(x, weight, bias, **options, max_buffer_bytes=1)
     grads_chunked = conv2d_backward(grad_out, ctx_chunked)
     assert calls and set(calls) == {1}  # really one sample at a time
@@ -119,12 +121,28 @@ def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options):
     try:
         weight3 = rng.standard_normal((*weight_shape[:2], 3, 3))
         out_budget, _ = conv2d_forward(x, weight3, None, padding=1, groups=options.get("groups", 1))
-        out_whole, _ = conv2d_forward(x, weight3, None, padding=1, groups=options.get("groups", 1),
-                                      max_buffer_bytes=2**30)
+        out_whole, _ = conv2d_forward(
+            x, weight3, None, padding=1, groups=options.get("groups", 1), max_buffer_bytes=2**30
+        )
     finally:
         conv.set_buffer_budget(256 * 2**20)
     assert calls[:-1] == [2] * (x.shape[0] // 2) + [1] * (x.shape[0] % 2)
     np.testing.assert_allclose(out_budget, out_whole, rtol=1e-12, atol=1e-12)
+
+
+def test_results_do_not_share_the_reused_scratch_buffers():
+    """conv2d reuses its column buffers between calls: nothing it returns may point into them."""
+    x, weight = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    out, ctx = conv2d_forward(x, weight, None, padding=1)
+    grad_out = rng.standard_normal(out.shape)
+    grads = conv2d_backward(grad_out, ctx)
+    saved = [a.copy() for a in (out, *grads[:2])]
+    bigger_out, bigger_ctx = conv2d_forward(rng.standard_normal((3, 3, 9, 9)), weight, np.ones(4), padding=2)
+    conv2d_backward(rng.standard_normal(bigger_out.shape), bigger_ctx)
+    for before, after in zip(saved, (out, *grads[:2])):
+        np.testing.assert_array_equal(before, after)
+    conv.release_buffers()
+    np.testing.assert_array_equal(conv2d_forward(x, weight, None, padding=1)[0], out)
 
 
 def test_pointwise_forward_skips_im2col(monkeypatch):
@@ -167,7 +185,9 @@ def conv_cases(draw):
         stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
         padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
         pad_total = [2 * padding[0], 2 * padding[1]]
-    size = [max(1, dilation[a] * (kernel[a] - 1) + 1 - pad_total[a] + draw(st.integers(0, 4))) for a in range(2)]
+    size = [
+        max(1, dilation[a] * (kernel[a] - 1) + 1 - pad_total[a] + draw(st.integers(0, 4))) for a in range(2)
+    ]
     x_shape = (draw(st.integers(1, 3)), in_channels, *size)
     weight_shape = (out_channels, in_channels // groups, *kernel)
     options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -183,7 +203,12 @@ def test_random_geometry_matches_torch(case):
 
 
 ERROR_CASES = [
-    ((3, 8, 8), (4, 3, 3, 3), dict(), r"conv2d: expected a 4-D input \(N, C_in, H, W\), got shape \(3, 8, 8\)"),
+    (
+        (3, 8, 8),
+        (4, 3, 3, 3),
+        dict(),
+        r"conv2d: expected a 4-D input \(N, C_in, H, W\), got shape \(3, 8, 8\)",
+    ),
     ((2, 3, 8, 8), (4, 3, 3), dict(), r"conv2d: expected a 4-D weight"),
     (
         (2, 4, 8, 8),
@@ -192,8 +217,18 @@ ERROR_CASES = [
         r"conv2d: input has 4 channels but weight \(8, 3, 3, 3\) with groups=1 expects 3 .*input \(2, 4, 8, 8\)"
         r".*pass an input with 3 channels",
     ),
-    ((2, 6, 8, 8), (8, 2, 3, 3), dict(groups=2), r"input has 6 channels but weight \(8, 2, 3, 3\) with groups=2"),
-    ((2, 6, 8, 8), (8, 2, 3, 3), dict(groups=4), r"conv2d: groups=4 must divide both in_channels=6 and out_chan"),
+    (
+        (2, 6, 8, 8),
+        (8, 2, 3, 3),
+        dict(groups=2),
+        r"input has 6 channels but weight \(8, 2, 3, 3\) with groups=2",
+    ),
+    (
+        (2, 6, 8, 8),
+        (8, 2, 3, 3),
+        dict(groups=4),
+        r"conv2d: groups=4 must divide both in_channels=6 and out_chan",
+    ),
     ((2, 6, 8, 8), (7, 2, 3, 3), dict(groups=3), r"groups=3 must divide both .*out_channels=7"),
     ((2, 3, 8, 8), (4, 3, 3, 3), dict(groups=0), r"conv2d: groups must be a positive int"),
     ((2, 3, 8, 8), (4, 3, 3, 3), dict(stride=0), r"conv2d: stride must be >= 1"),
@@ -208,7 +243,12 @@ ERROR_CASES = [
     ),
     ((2, 3, 4, 4), (4, 3, 3, 3), dict(dilation=2), r"spans 5x5 pixels, larger than the padded input 4x4"),
     ((2, 3, 8, 8), (4, 3, 3, 3), dict(padding="same", stride=2), r"conv2d: padding='same' needs stride 1"),
-    ((2, 3, 8, 8), (4, 3, 3, 3), dict(padding="full"), r"conv2d: padding must be an int, a pair, 'same' or 'valid'"),
+    (
+        (2, 3, 8, 8),
+        (4, 3, 3, 3),
+        dict(padding="full"),
+        r"conv2d: padding must be an int, a pair, 'same' or 'valid'",
+    ),
 ]
 
 

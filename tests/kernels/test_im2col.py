@@ -131,7 +131,9 @@ def test_errors_name_the_op_and_the_fix():
         im2col(x, 3, padding=(-1, 0))
     with pytest.raises(TypeError, match="im2col: kernel_size must be an int or a pair"):
         im2col(x, (3, 3, 3))
-    with pytest.raises(ValueError, match=r"im2col: out must be a C-contiguous float64 array of shape \(27, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"im2col: out must be a C-contiguous float64 array of shape \(27, 8\)"
+    ):
         im2col(x, 3, out=np.empty((27, 9)))
     with pytest.raises(ValueError, match=r"col2im: cols has shape \(27, 9\) .* needs \(27, 8\)"):
         col2im(np.zeros((27, 9)), x.shape, 3)
@@ -152,9 +154,13 @@ def test_pair_and_pads_per_side():
     assert pads_per_side(((0, 1), (2, 3)), "op") == ((0, 1), (2, 3))
 
 
-@pytest.mark.parametrize("size, kernel, stride, padding, dilation", [(7, 3, 2, 1, 1), (8, 2, 3, 0, 2), (5, 5, 1, 0, 1)])
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, dilation", [(7, 3, 2, 1, 1), (8, 2, 3, 0, 2), (5, 5, 1, 0, 1)]
+)
 def test_conv_output_size_matches_torch(size, kernel, stride, padding, dilation):
     x = torch.zeros(1, 1, size, size)
-    expected = torch.nn.functional.conv2d(x, torch.zeros(1, 1, kernel, kernel), None, stride, padding, dilation)
+    expected = torch.nn.functional.conv2d(
+        x, torch.zeros(1, 1, kernel, kernel), None, stride, padding, dilation
+    )
     assert conv_output_size(size, kernel, stride, padding, dilation) == expected.shape[-1]
     assert conv_output_size(size, kernel, stride, (padding, padding), dilation) == expected.shape[-1]

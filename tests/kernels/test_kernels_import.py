@@ -30,8 +30,14 @@ def forbidden_imports(source: str) -> list[str]:
 
 
 def test_the_check_catches_every_import_form():
-    sources = ["import numpy", "import numpy as np", "from numpy import zeros", "import cupy.linalg",
-               "def f():\n    import cupyx.scipy", "from numpy.lib import stride_tricks"]
+    sources = [
+        "import numpy",
+        "import numpy as np",
+        "from numpy import zeros",
+        "import cupy.linalg",
+        "def f():\n    import cupyx.scipy",
+        "from numpy.lib import stride_tricks",
+    ]
     for source in sources:
         assert forbidden_imports(source), source
     assert not forbidden_imports("from minigrad import backend\nimport numbers\nfrom . import utils")
