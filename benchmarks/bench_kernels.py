@@ -1,0 +1,241 @@
+"""Each layer op of GoogLeNet at its CIFAR shapes (batch 32), minigrad vs torch, forward and forward+backward.
+
+    python -m benchmarks.bench_kernels [--quick] [--smoke] [--json PATH]
+
+The ops are called the way the model calls them: ``minigrad.functional`` on Tensors (so the Function
+wrapper, the graph and gradient accumulation are timed too) against ``torch.nn.functional`` on torch
+tensors made from the same arrays. "fwd" runs under ``no_grad`` (evaluation); "fwd+bwd" builds the graph,
+then backpropagates a random upstream gradient into every input that wants one (training).
+
+Shapes: the cifar stem keeps Inception 3 at 32x32, 4 at 16x16 and 5 at 8x8 (see minigrad/models/inception.py):
+e.g. "3x3 96->128 @32" is inception3a's 3x3 branch. Conv flops: 2 * N * C_out * H_out * W_out * C_in * kH * kW
+for the forward; the backward computes the input gradient and the weight gradient, each as many again.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmarks.common import Row, time_pair
+
+GROUP = "kernels"
+BATCH = 32
+
+
+@dataclass
+class KernelCase:
+    """One op at one shape.
+
+    inputs: the shapes of the op's array arguments (an image batch, a weight, ...), with whether each
+    wants a gradient in training; ``minigrad_op(*tensors)`` and ``torch_op(*tensors)`` compute the same
+    thing. forward_flops: flops of one forward call, None where the op does no multiply-adds worth counting.
+    backward_flops: flops of the backward alone.
+    """
+
+    name: str
+    inputs: Sequence[tuple[tuple[int, ...], bool]]
+    minigrad_op: Callable
+    torch_op: Callable
+    forward_flops: float | None = None
+    backward_flops: float | None = None
+    quick: bool = False  # part of the --quick selection
+
+
+def conv_case(c_in: int, c_out: int, kernel: int, size: int, batch: int = BATCH, stride: int = 1,
+              input_grad: bool = True, label: str = "", quick: bool = False) -> KernelCase:
+    """A "same"-padded convolution with bias (the paper variant's BasicConv2d conv) on (batch, c_in, size, size)."""
+    import torch
+
+    import minigrad.functional as F
+
+    padding = kernel // 2
+    size_out = (size + 2 * padding - kernel) // stride + 1
+    flops = 2.0 * batch * c_out * size_out**2 * c_in * kernel**2
+    # The backward does a weight-gradient GEMM always, and an input-gradient GEMM unless the input is the image.
+    backward_flops = flops * (2 if input_grad else 1)
+    return KernelCase(
+        name=f"conv {kernel}x{kernel} {c_in}->{c_out} @{size}{label}",
+        inputs=[((batch, c_in, size, size), input_grad), ((c_out, c_in, kernel, kernel), True), ((c_out,), True)],
+        minigrad_op=lambda x, w, b: F.conv2d(x, w, b, stride=stride, padding=padding),
+        torch_op=lambda x, w, b: torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding),
+        forward_flops=flops, backward_flops=backward_flops, quick=quick,
+    )
+
+
+def cases(batch: int = BATCH, smoke: bool = False) -> list[KernelCase]:
+    """The benchmarked ops; ``smoke`` shrinks every shape to a toy one (for the harness's own test)."""
+    import torch
+    import torch.nn.functional as TF
+
+    import minigrad.functional as F
+
+    if smoke:
+        batch = 2
+
+    def channels(count: int) -> int:
+        return max(4, count // 16) if smoke else count
+
+    def max_pool_case(c: int, size: int, stride: int, quick: bool = False) -> KernelCase:
+        # The paper variant's pools: 3x3/1 pad 1 (ceil mode) in every branch 4, 3x3/2 pad 1 between stages.
+        return KernelCase(
+            f"max_pool 3x3/{stride} {c}ch @{size}", [((batch, c, size, size), True)],
+            lambda x: F.max_pool2d(x, 3, stride=stride, padding=1, ceil_mode=True),
+            lambda x: TF.max_pool2d(x, 3, stride=stride, padding=1, ceil_mode=True), quick=quick,
+        )
+
+    def batch_norm_case(c: int, size: int, quick: bool = False) -> KernelCase:
+        running = {}  # running statistics, updated in place each training call as in the model
+
+        def minigrad_op(x, gamma, beta):
+            import minigrad
+
+            stats = running.setdefault("minigrad", (minigrad.zeros(c), minigrad.ones(c)))
+            return F.batch_norm(x, *stats, gamma, beta, training=True)
+
+        def torch_op(x, gamma, beta):
+            stats = running.setdefault("torch", (torch.zeros(c), torch.ones(c)))
+            return TF.batch_norm(x, *stats, gamma, beta, training=True)
+
+        return KernelCase(
+            f"batch_norm train {c}ch @{size}", [((batch, c, size, size), True), ((c,), True), ((c,), True)],
+            minigrad_op, torch_op, quick=quick,
+        )
+
+    def concat_case(branches: Sequence[int], size: int, block: str, quick: bool = False) -> KernelCase:
+        total = sum(branches)
+        return KernelCase(
+            f"cat {'+'.join(map(str, branches))}->{total} @{size} ({block})",
+            [((batch, c, size, size), True) for c in branches],
+            lambda *xs: F.cat(list(xs), dim=1), lambda *xs: torch.cat(xs, dim=1), quick=quick,
+        )
+
+    def elementwise_case(name: str, shape: tuple[int, ...], minigrad_op: Callable, torch_op: Callable,
+                         quick: bool = False) -> KernelCase:
+        return KernelCase(name, [(shape, True)], minigrad_op, torch_op, quick=quick)
+
+    c = channels
+    relu_shape = (batch, c(192), 32, 32)
+    activation_shape = (batch, c(480), 16, 16)
+    return [
+        # convolutions: the cifar stem, then a 1x1, 3x3 and 5x5 of each stage
+        conv_case(3, c(192), 3, 32, batch, input_grad=False, label=" (stem)"),
+        conv_case(c(192), c(64), 1, 32, batch, quick=True),
+        conv_case(c(96), c(128), 3, 32, batch, quick=True),
+        conv_case(c(16), c(32), 5, 32, batch),
+        conv_case(c(480), c(192), 1, 16, batch, quick=True),
+        conv_case(c(112), c(224), 3, 16, batch),
+        conv_case(c(24), c(64), 5, 16, batch),
+        conv_case(c(832), c(384), 1, 8, batch),
+        conv_case(c(192), c(384), 3, 8, batch, quick=True),
+        conv_case(c(48), c(128), 5, 8, batch),
+        # pooling: branch 4 of inception3a and 4e, and the pools between stages
+        max_pool_case(c(192), 32, 1, quick=True),
+        max_pool_case(c(528), 16, 1),
+        max_pool_case(c(480), 32, 2, quick=True),
+        max_pool_case(c(832), 16, 2),
+        KernelCase(
+            f"adaptive_avg_pool 1x1 {c(1024)}ch @8", [((batch, c(1024), 8, 8), True)],
+            lambda x: F.adaptive_avg_pool2d(x, (1, 1)), lambda x: TF.adaptive_avg_pool2d(x, (1, 1)),
+        ),
+        # batch norm in training mode, over 192 to 832 channels
+        batch_norm_case(c(192), 32, quick=True),
+        batch_norm_case(c(480), 16),
+        batch_norm_case(c(832), 8),
+        # the concatenation that ends every Inception block
+        concat_case([c(64), c(128), c(32), c(32)], 32, "3a", quick=True),
+        concat_case([c(256), c(320), c(128), c(128)], 16, "4e"),
+        # elementwise: the ReLU after every batch norm, dropout before the classifier and at activation size
+        elementwise_case(f"relu {relu_shape}", relu_shape, F.relu, torch.relu, quick=True),
+        elementwise_case(
+            f"dropout p=0.4 {(batch, c(1024))}", (batch, c(1024)),
+            lambda x: F.dropout(x, 0.4, training=True), lambda x: TF.dropout(x, 0.4, training=True),
+        ),
+        elementwise_case(
+            f"dropout p=0.4 {activation_shape}", activation_shape,
+            lambda x: F.dropout(x, 0.4, training=True), lambda x: TF.dropout(x, 0.4, training=True), quick=True,
+        ),
+    ]
+
+
+def make_calls(case: KernelCase, seed: int = 0) -> dict[str, Callable[[], object]]:
+    """The four timed calls of a case: minigrad/torch x forward/forward+backward, on the same numbers."""
+    import torch
+
+    import minigrad
+
+    generator = np.random.default_rng(seed)
+    arrays = [generator.standard_normal(shape, dtype=np.float32) for shape, _ in case.inputs]
+    wants_grad = [needs for _, needs in case.inputs]
+    minigrad_inputs = [minigrad.Tensor(a, requires_grad=needs) for a, needs in zip(arrays, wants_grad)]
+    torch_inputs = [torch.tensor(a, requires_grad=needs) for a, needs in zip(arrays, wants_grad)]
+    with minigrad.no_grad():
+        out_shape = case.minigrad_op(*minigrad_inputs).shape
+    upstream = generator.standard_normal(out_shape, dtype=np.float32)  # a random gradient, as from a loss
+    minigrad_upstream, torch_upstream = minigrad.Tensor(upstream), torch.from_numpy(upstream)
+
+    def minigrad_forward():
+        with minigrad.no_grad():
+            return case.minigrad_op(*minigrad_inputs)
+
+    def torch_forward():
+        with torch.no_grad():
+            return case.torch_op(*torch_inputs)
+
+    def minigrad_train():
+        for tensor in minigrad_inputs:
+            tensor.grad = None  # a fresh gradient each call, as after optimizer.zero_grad()
+        case.minigrad_op(*minigrad_inputs).backward(minigrad_upstream)
+
+    def torch_train():
+        for tensor in torch_inputs:
+            tensor.grad = None
+        case.torch_op(*torch_inputs).backward(torch_upstream)
+
+    return {"minigrad_forward": minigrad_forward, "torch_forward": torch_forward,
+            "minigrad_train": minigrad_train, "torch_train": torch_train}
+
+
+def run(quick: bool = False, smoke: bool = False, repeats: int | None = None, warmup: int = 1,
+        progress: Callable[[Row], None] | None = None) -> list[Row]:
+    """Time every case (the --quick subset with ``quick`` or ``smoke``); two rows per case, "fwd" and "fwd+bwd".
+
+    The fwd+bwd row's extra "bwd/fwd" is minigrad's backward time (fwd+bwd minus fwd) over its forward
+    time (issue 7's target for every conv: at most 2).
+    """
+    selected = [case for case in cases(smoke=smoke) if case.quick or not (quick or smoke)]
+    if repeats is None:
+        repeats = 1 if smoke else 3 if quick else 7
+    rows = []
+    for case in selected:
+        calls = make_calls(case)
+        forward = time_pair(calls["minigrad_forward"], calls["torch_forward"], warmup, repeats)
+        train = time_pair(calls["minigrad_train"], calls["torch_train"], warmup, repeats)
+        training_flops = None if case.forward_flops is None else case.forward_flops + case.backward_flops
+        backward_ms = {"minigrad": train[0] - forward[0], "torch": train[1] - forward[1]}
+        extra = {"bwd/fwd": round(backward_ms["minigrad"] / forward[0], 2)} if forward[0] > 0 else {}
+        for row in (Row(GROUP, f"{case.name} fwd", *forward, flops=case.forward_flops),
+                    Row(GROUP, f"{case.name} fwd+bwd", *train, flops=training_flops, extra=extra)):
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from benchmarks.__main__ import main as harness_main
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args(argv)
+    harness_argv = ["--only", "kernels"] + ["--quick"] * args.quick + ["--smoke"] * args.smoke
+    harness_main(harness_argv + (["--json", args.json] if args.json else []))
+
+
+if __name__ == "__main__":
+    main()

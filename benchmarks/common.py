@@ -1,0 +1,301 @@
+"""What every benchmark shares: threads, timing, the GEMM ceiling, peak memory, and the one results table.
+
+The rules that make a comparison with PyTorch fair on a shared 2-core machine:
+
+* **Same process, same threads.** torch gets ``torch.set_num_threads(n)`` with ``n`` the number of threads
+  numpy's BLAS (OpenBLAS) uses, read from the library itself (:func:`blas_info`).
+* **Back to back.** A case times minigrad and torch alternately, call after call, after warm-up calls, and
+  keeps the *median* of each (:func:`time_pair`). Other people's jobs slow both sides alike, so the ratio
+  minigrad / torch is the number to trust; the absolute milliseconds drift with the machine's load.
+* **Peak memory in a fresh process.** Allocators keep freed memory (glibc's heap, torch's caches), so a
+  process that already ran one library cannot measure the other fairly. :func:`measure_in_subprocess`
+  starts a new Python for each (case, library); the worker builds the model, resets the kernel's high-water
+  mark of resident memory, runs one step, and reports the peak above what it held before
+  (:func:`peak_rss_increase`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MB = 2**20  # memory is reported in MiB
+
+
+# ----- one result ------------------------------------------------------------------------------
+@dataclass
+class Row:
+    """One line of the table: a case timed in minigrad and in torch.
+
+    flops: floating-point operations of one call (2 per multiply-add), the same for both libraries;
+    None where counting them means nothing (pooling, batch norm, concatenation).
+    extra: anything else worth keeping (images/s, backward/forward ratio), shown in the notes column.
+    """
+
+    group: str
+    case: str
+    minigrad_ms: float | None
+    torch_ms: float | None
+    flops: float | None = None
+    minigrad_peak_mb: float | None = None
+    torch_peak_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        """minigrad time / torch time: below 1 means minigrad is faster."""
+        if self.minigrad_ms is None or not self.torch_ms:
+            return None
+        return self.minigrad_ms / self.torch_ms
+
+    def gflops(self, milliseconds: float | None) -> float | None:
+        """Achieved GFLOP/s of a call that took ``milliseconds``."""
+        if self.flops is None or not milliseconds:
+            return None
+        return self.flops / (milliseconds * 1e-3) / 1e9
+
+
+# ----- threads and the BLAS ---------------------------------------------------------------------
+def _openblas_library() -> ctypes.CDLL | None:
+    """The OpenBLAS that numpy loaded (found in this process's memory map), or None (another BLAS, no /proc)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def _openblas_call(library: ctypes.CDLL, name: str, restype: Any, *arguments: int) -> Any:
+    """Call OpenBLAS's ``name`` under whichever spelling this build exports (numpy's wheels prefix
+    ``scipy_`` and suffix ``64_``); None when it exports none of them."""
+    for symbol in (name, f"{name}64_", f"scipy_{name}64_", f"scipy_{name}"):
+        function = getattr(library, symbol, None)
+        if function is not None:
+            function.restype = restype
+            result = function(*arguments)
+            return True if restype is None else result
+    return None
+
+
+def blas_info() -> dict[str, Any]:
+    """How numpy's matrix multiply runs: {"threads", "source", "library", "core"}.
+
+    threads: the thread count OpenBLAS itself reports (asked through ctypes; threadpoolctl does the same,
+    but it is not a dependency); without OpenBLAS, OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / the CPUs this
+    process may run on. core: the kernel OpenBLAS chose, which OPENBLAS_CORETYPE can force.
+    """
+    np.ones(1) @ np.ones(1)  # make sure the BLAS is loaded
+    library = _openblas_library()
+    if library is not None:
+        threads = _openblas_call(library, "openblas_get_num_threads", ctypes.c_int)
+        core = _openblas_call(library, "openblas_get_corename", ctypes.c_char_p)
+        if threads:
+            return {"threads": int(threads), "source": "OpenBLAS", "library": "OpenBLAS",
+                    "core": core.decode() if core else None}
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(name, "").isdigit():
+            return {"threads": int(os.environ[name]), "source": name, "library": "unknown", "core": None}
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"threads": cpus, "source": "CPU count", "library": "unknown", "core": None}
+
+
+def setup_threads(threads: int | None = None) -> dict[str, Any]:
+    """Give torch as many threads as numpy's BLAS has; return what was set, for the table's header.
+
+    threads: use this many in both instead (numpy's OpenBLAS is told through ctypes). One thread makes
+    small cases far steadier on a busy machine, where multithreaded calls wait for a descheduled thread.
+    """
+    import torch
+
+    if threads is not None:
+        library = _openblas_library()
+        if library is None or _openblas_call(library, "openblas_set_num_threads", None, threads) is None:
+            raise RuntimeError(f"--threads {threads}: cannot find OpenBLAS in this process to set its threads; "
+                               "set OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) before starting Python instead")
+    info = blas_info()
+    torch.set_num_threads(info["threads"])
+    info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+# ----- timing ------------------------------------------------------------------------------------
+def time_pair(
+    minigrad_call: Callable[[], Any], torch_call: Callable[[], Any], warmup: int = 1, repeats: int = 5,
+    settle: float = 0.01,
+) -> tuple[float, float]:
+    """Median milliseconds of each call over ``repeats`` runs, after ``warmup`` runs of each.
+
+    The two calls alternate (minigrad, torch, minigrad, torch, ...) so that a burst of load from another
+    process lands on both; the median ignores the odd run that a burst hit hard. Before each timed call
+    the clock waits ``settle`` seconds (not counted): after a call, torch's OpenMP threads and OpenBLAS's
+    threads keep spinning for a few milliseconds waiting for more work, and would steal the next call's CPU.
+    """
+    for _ in range(warmup):  # first calls pay for page faults, BLAS thread start-up, torch's kernel choice
+        minigrad_call()
+        torch_call()
+    minigrad_times, torch_times = [], []
+    for _ in range(repeats):
+        for call, times in ((minigrad_call, minigrad_times), (torch_call, torch_times)):
+            time.sleep(settle)
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return statistics.median(minigrad_times) * 1e3, statistics.median(torch_times) * 1e3
+
+
+def gemm_ceiling(size: int = 2048, repeats: int = 7) -> dict[str, float]:
+    """GFLOP/s of one float32 (size x size) @ (size x size) matrix multiply, in numpy and in torch.
+
+    A matrix multiply is the fastest thing a CPU does with these libraries; numpy's figure is the
+    ceiling that a convolution (im2col + matmul) can at best reach, and "% of ceiling" is measured
+    against it. Flops: 2 * size^3 (one multiply and one add per term). The *best* of ``repeats`` runs,
+    as befits a ceiling: on a shared machine the median is what the load allowed, not what the CPU can do.
+    """
+    import torch
+
+    generator = np.random.default_rng(0)
+    a = generator.standard_normal((size, size), dtype=np.float32)
+    b = generator.standard_normal((size, size), dtype=np.float32)
+    torch_a, torch_b = torch.from_numpy(a), torch.from_numpy(b)
+    best = {"numpy": float("inf"), "torch": float("inf")}
+    a @ b  # warm up both
+    torch_a @ torch_b
+    for _ in range(repeats):
+        for name, call in (("numpy", lambda: a @ b), ("torch", lambda: torch_a @ torch_b)):
+            time.sleep(0.01)
+            start = time.perf_counter()
+            call()
+            best[name] = min(best[name], time.perf_counter() - start)
+    flops = 2.0 * size**3
+    return {"size": size, "numpy_gflops": flops / best["numpy"] / 1e9, "torch_gflops": flops / best["torch"] / 1e9}
+
+
+# ----- peak memory -------------------------------------------------------------------------------
+def _memory_status_kib() -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (its high-water mark) from /proc/self/status, in KiB."""
+    values = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0])
+    return values
+
+
+def peak_rss_increase(run: Callable[[], Any]) -> float:
+    """MiB of resident memory that ``run()`` needed at its peak, above what the process held before it.
+
+    On Linux, writing "5" to /proc/self/clear_refs resets the high-water mark to the current resident
+    size, so the peak after ``run`` minus the size before it is exactly the step's own peak. Where that
+    file is missing (macOS), ``ru_maxrss`` is used: it only grows, so call this in a fresh process.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        before = _memory_status_kib()["VmRSS"]
+        run()
+        return (_memory_status_kib()["VmHWM"] - before) / 1024
+    except OSError:
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+        run()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale - before) / MB
+
+
+def measure_in_subprocess(module: str, arguments: Sequence[str], timeout: float = 600) -> dict[str, Any]:
+    """Run ``python -m benchmarks.<module> <arguments>`` in a fresh interpreter; return the JSON object
+    that its last line of output holds (the workers print exactly one such line)."""
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    completed = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *arguments],
+        cwd=repo_root, capture_output=True, text=True, timeout=timeout,
+    )
+    lines = completed.stdout.strip().splitlines()
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"memory worker benchmarks.{module} {' '.join(arguments)} failed (exit {completed.returncode}):\n"
+            f"{completed.stderr[-2000:]}"
+        )
+    return json.loads(lines[-1])
+
+
+# ----- the table -----------------------------------------------------------------------------------
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _notes(extra: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value:,.1f}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in extra.items())
+
+
+COLUMNS = ["case", "minigrad ms", "torch ms", "ratio", "GFLOP/s", "% ceil", "% ceil torch",
+           "peak MiB mg", "peak MiB torch", "notes"]
+
+
+def format_table(rows: Sequence[Row], ceiling_gflops: float) -> str:
+    """The results as an aligned text table, one line per row and a blank line between groups."""
+    cells = []
+    for row in rows:
+        minigrad_gflops, torch_gflops = row.gflops(row.minigrad_ms), row.gflops(row.torch_ms)
+        cells.append((row.group, [
+            row.case,
+            _number(row.minigrad_ms),
+            _number(row.torch_ms),
+            _number(row.ratio, 2),
+            _number(minigrad_gflops),
+            _number(None if minigrad_gflops is None else 100 * minigrad_gflops / ceiling_gflops, 0),
+            _number(None if torch_gflops is None else 100 * torch_gflops / ceiling_gflops, 0),
+            _number(row.minigrad_peak_mb, 0),
+            _number(row.torch_peak_mb, 0),
+            _notes(row.extra),
+        ]))
+    widths = [max([len(COLUMNS[i])] + [len(line[i]) for _, line in cells]) for i in range(len(COLUMNS))]
+
+    def format_line(line: Sequence[str]) -> str:
+        # The case and the notes read left to right; numbers line up on the right.
+        parts = [line[0].ljust(widths[0])] + [line[i].rjust(widths[i]) for i in range(1, len(line) - 1)]
+        return ("  ".join(parts) + "  " + line[-1]).rstrip()
+
+    lines = [format_line(COLUMNS), format_line(["-" * width for width in widths])]
+    previous_group = None
+    for group, line in cells:
+        if previous_group is not None and group != previous_group:
+            lines.append("")
+        lines.append(format_line(line))
+        previous_group = group
+    return "\n".join(lines)
+
+
+def rows_to_json(rows: Sequence[Row], header: dict[str, Any]) -> dict[str, Any]:
+    """The same results as a JSON-ready dict: the header (machine, threads, ceiling) and one object per row,
+    with the derived columns (ratio, GFLOP/s, % of ceiling) written out."""
+    ceiling = header["gemm_ceiling"]["numpy_gflops"]
+    entries = []
+    for row in rows:
+        entry = asdict(row)
+        minigrad_gflops, torch_gflops = row.gflops(row.minigrad_ms), row.gflops(row.torch_ms)
+        entry.update(
+            ratio=row.ratio, minigrad_gflops=minigrad_gflops, torch_gflops=torch_gflops,
+            minigrad_percent_of_ceiling=None if minigrad_gflops is None else 100 * minigrad_gflops / ceiling,
+            torch_percent_of_ceiling=None if torch_gflops is None else 100 * torch_gflops / ceiling,
+        )
+        entries.append(entry)
+    return {"header": header, "rows": entries}
