@@ -1,0 +1,302 @@
+"""Training benchmark: the default ``minigrad train`` run, and the same run in PyTorch.
+
+    python -m benchmarks.bench_train              # the default run: 4 epochs of SyntheticShapes (long)
+    python -m benchmarks.bench_train --quick      # 1 epoch on 1,024 images: proves it works, a rough ratio
+    python -m benchmarks.bench_train --epochs 2   # the default run, shortened
+    python -m benchmarks.bench_train --smoke      # toy sizes, seconds
+    python -m benchmarks.bench_train --quick --threads 1   # both libraries on one thread
+
+Both frameworks train the model ``minigrad train`` builds (GoogLeNet, paper variant, cifar stem, width 0.25,
+aux heads, dropout) from the same initial weights (torch's twin from tests/models/torch_googlenet.py loads
+minigrad's state dict) on the same batches (two DataLoaders with the same seed give the same shuffles,
+crops and flips), with the same optimizer and schedule (SGD with Nesterov momentum and weight decay,
+onecycle cycling the momentum; torch.optim for torch). Only the dropout masks differ.
+
+Each epoch's time covers loading and augmenting the batches, forward, loss, backward and the update; the
+test-set evaluation after it is timed apart. minigrad trains first and torch after, not interleaved:
+torch's OpenMP threads keep spinning after each op and starve NumPy's BLAS threads when the two
+alternate op by op. Threads are equal: torch gets as many as NumPy's OpenBLAS uses (``--threads N`` sets
+both; on a 2-core machine busy with other work, 2 threads can be several times slower than 1 for both).
+
+It also times one training step on one batch of the default size (minigrad and torch alternating, the
+median of a few), the quickest way to see the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import Row, setup_threads, time_pair
+
+GROUP = "train"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def torch_twin_module() -> Any:
+    """tests/models/torch_googlenet.py, imported by file path (the tests folder is not an installed package)."""
+    path = os.path.join(REPO_ROOT, "tests", "models", "torch_googlenet.py")
+    spec = importlib.util.spec_from_file_location("torch_googlenet", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def benchmark_config(quick: bool = False, smoke: bool = False, epochs: int | None = None) -> Any:
+    """``minigrad train``'s defaults; quick: 1 epoch on 1,024 images; smoke: toy sizes."""
+    from minigrad.train import TrainConfig
+
+    config = TrainConfig(progress=False)
+    if quick:
+        config = replace(config, epochs=1, train_size=1024, test_size=512)
+    if smoke:
+        config = replace(config, epochs=1, train_size=64, test_size=64, width=0.125, batch_size=32)
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    return config
+
+
+@dataclass
+class RunResult:
+    """What one framework's training run measured."""
+
+    framework: str
+    epoch_seconds: list[float]  # training time of each epoch (batches + steps, no evaluation)
+    eval_seconds: list[float]
+    images_per_epoch: int
+    test_acc: list[float]
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return sum(self.epoch_seconds) / len(self.epoch_seconds)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images_per_epoch / self.seconds_per_epoch
+
+
+class Setup:
+    """Everything both frameworks share: the config, the data, and minigrad's freshly initialised model."""
+
+    def __init__(self, config: Any) -> None:
+        from minigrad import backend, train
+
+        self.config = config
+        backend.manual_seed(config.seed)
+        self.train_set, self.test_set = train.build_datasets(config)
+        self.num_classes = len(self.train_set.classes)
+        self.model = train.build_model(config, self.num_classes)
+        self.initial_state = self.model.state_dict()
+
+    def loaders(self) -> tuple[Any, Any]:
+        """A fresh (train, test) loader pair: each pair yields exactly the same batches."""
+        from minigrad import train
+
+        return train.build_loaders(self.config, self.train_set, self.test_set)
+
+
+def train_minigrad(setup: Setup, report: Callable[[str], None]) -> RunResult:
+    """The loop of ``minigrad.train.fit`` (without its progress bar and files), timed per epoch."""
+    from minigrad import train
+
+    config, model = setup.config, setup.model
+    train_loader, test_loader = setup.loaders()
+    optimizer = train.build_optimizer(config, model)
+    scheduler = train.build_scheduler(config, optimizer, len(train_loader))
+    result = RunResult("minigrad", [], [], len(train_loader) * config.batch_size, [])
+    for epoch in range(config.epochs):
+        model.train()
+        started = time.perf_counter()
+        for images, labels in train_loader:
+            loss = train.compute_loss(model, model(images), labels, config.aux_weight, config.label_smoothing)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        result.epoch_seconds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        _, test_acc = train.evaluate(model, test_loader)
+        result.eval_seconds.append(time.perf_counter() - started)
+        result.test_acc.append(test_acc)
+        report(f"minigrad epoch {epoch + 1}: {result.epoch_seconds[-1]:.1f} s, test acc {test_acc:.3f}")
+    return result
+
+
+def build_torch_model(setup: Setup) -> Any:
+    """The torch twin of the run's model, holding minigrad's initial weights."""
+    import torch
+
+    config = setup.config
+    twin = torch_twin_module().torch_googlenet(num_classes=setup.num_classes, aux_logits=config.aux_weight > 0,
+                                               variant=config.variant, stem=config.stem, width=config.width,
+                                               dropout=config.dropout)
+    twin.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in setup.initial_state.items()})
+    return twin
+
+
+def torch_optimizer_and_schedule(setup: Setup, twin: Any, steps_per_epoch: int) -> tuple[Any, Any]:
+    """torch.optim's SGD and OneCycleLR with the settings train.build_optimizer/build_scheduler use."""
+    import torch
+
+    config = setup.config
+    if config.optimizer != "sgd" or config.schedule != "onecycle":
+        raise ValueError("bench_train: the torch side mirrors only the default sgd + onecycle configuration")
+    optimizer = torch.optim.SGD(twin.parameters(), lr=config.lr, momentum=config.momentum,
+                                nesterov=config.momentum > 0, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                                    total_steps=config.epochs * steps_per_epoch, pct_start=0.25,
+                                                    cycle_momentum=config.momentum > 0)
+    return optimizer, scheduler
+
+
+def torch_accuracy(twin: Any, loader: Any) -> float:
+    import torch
+
+    twin.eval()
+    correct = count = 0
+    with torch.no_grad():
+        for images, labels in loader:
+            logits = twin(torch.from_numpy(images.numpy()))
+            correct += int((logits.argmax(dim=1).numpy() == labels.numpy()).sum())
+            count += len(labels)
+    return correct / count
+
+
+def train_torch(setup: Setup, report: Callable[[str], None]) -> RunResult:
+    """The same run in torch: same initial weights, same batches, same optimizer and schedule."""
+    import torch
+
+    config = setup.config
+    loss_function = torch_twin_module().googlenet_loss
+    twin = build_torch_model(setup)
+    train_loader, test_loader = setup.loaders()
+    optimizer, scheduler = torch_optimizer_and_schedule(setup, twin, len(train_loader))
+    result = RunResult("torch", [], [], len(train_loader) * config.batch_size, [])
+    for epoch in range(config.epochs):
+        twin.train()
+        started = time.perf_counter()
+        for images, labels in train_loader:
+            outputs = twin(torch.from_numpy(images.numpy()))
+            loss = loss_function(outputs, torch.from_numpy(labels.numpy()), aux_weight=config.aux_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        result.epoch_seconds.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        result.test_acc.append(torch_accuracy(twin, test_loader))
+        result.eval_seconds.append(time.perf_counter() - started)
+        report(f"torch epoch {epoch + 1}: {result.epoch_seconds[-1]:.1f} s, test acc {result.test_acc[-1]:.3f}")
+    return result
+
+
+def time_one_step(setup: Setup, repeats: int) -> tuple[float, float]:
+    """Median ms of one training step (forward, loss, backward, SGD update) on one batch of the run's size,
+    minigrad and torch alternating, each with its own copy of the initial weights."""
+    import torch
+
+    from minigrad import train
+
+    config = setup.config
+    model = train.build_model(config, setup.num_classes)
+    model.load_state_dict(setup.initial_state)
+    optimizer = train.build_optimizer(config, model)
+    twin = build_torch_model(setup)
+    torch_optimizer, _ = torch_optimizer_and_schedule(setup, twin, 1)
+    loss_function = torch_twin_module().googlenet_loss
+    images, labels = next(iter(setup.loaders()[0]))
+    torch_images, torch_labels = torch.from_numpy(images.numpy()), torch.from_numpy(labels.numpy())
+    model.train()
+    twin.train()
+
+    def minigrad_step() -> None:
+        loss = train.compute_loss(model, model(images), labels, config.aux_weight, config.label_smoothing)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def torch_step() -> None:
+        loss = loss_function(twin(torch_images), torch_labels, aux_weight=config.aux_weight)
+        torch_optimizer.zero_grad()
+        loss.backward()
+        torch_optimizer.step()
+
+    return time_pair(minigrad_step, torch_step, warmup=1, repeats=repeats)
+
+
+def describe(config: Any) -> str:
+    return (f"{config.dataset} {config.train_size}/{config.test_size}, GoogLeNet {config.variant} {config.stem} "
+            f"stem w{config.width:g}, batch {config.batch_size}, {config.epochs} epoch(s), {config.optimizer} "
+            f"lr {config.lr:g} {config.schedule}")
+
+
+def run(quick: bool = False, smoke: bool = False, progress: Callable[[Row], None] | None = None,
+        epochs: int | None = None, report: Callable[[str], None] | None = None) -> list[Row]:
+    """Rows for ``python -m benchmarks``: one training step, then whole epochs (time per epoch)."""
+    report = report or (lambda line: None)
+    config = benchmark_config(quick, smoke, epochs)
+    setup = Setup(config)
+    label = f"w{config.width:g} b{config.batch_size}"
+    step_ms, torch_step_ms = time_one_step(setup, repeats=2 if quick or smoke else 5)
+    rows = [Row(GROUP, f"train step {label}", step_ms, torch_step_ms, extra={
+        "img/s": round(config.batch_size / step_ms * 1e3, 1),
+        "torch img/s": round(config.batch_size / torch_step_ms * 1e3, 1),
+    })]
+    if progress is not None:
+        progress(rows[-1])
+    results = [train_minigrad(setup, report), train_torch(setup, report)]
+    minigrad_result, torch_result = results
+    rows.append(Row(GROUP, f"train epoch {label} ({config.train_size} images)",
+                    minigrad_result.seconds_per_epoch * 1e3, torch_result.seconds_per_epoch * 1e3, extra={
+                        "img/s": round(minigrad_result.images_per_s, 1),
+                        "torch img/s": round(torch_result.images_per_s, 1),
+                        "test acc": round(minigrad_result.test_acc[-1], 3),
+                        "torch test acc": round(torch_result.test_acc[-1], 3),
+                    }))
+    if progress is not None:
+        progress(rows[-1])
+    return rows
+
+
+def format_results(rows: list[Row]) -> str:
+    """The brief table: framework, seconds/epoch, images/s, final test accuracy, ratio; then the step."""
+    step, epoch = rows
+    lines = [f"{'framework':<10}{'s/epoch':>10}{'images/s':>10}{'test acc':>10}{'ratio':>8}"]
+    for framework, milliseconds, prefix in (("minigrad", epoch.minigrad_ms, ""), ("torch", epoch.torch_ms, "torch ")):
+        lines.append(f"{framework:<10}{milliseconds / 1e3:>10.1f}{epoch.extra[prefix + 'img/s']:>10.1f}"
+                     f"{epoch.extra[prefix + 'test acc']:>10.3f}{milliseconds / epoch.torch_ms:>8.2f}")
+    lines.append(f"one training step ({step.case[len('train step '):]}): minigrad {step.minigrad_ms:.0f} ms, "
+                 f"torch {step.torch_ms:.0f} ms, ratio {step.ratio:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, help="epochs (default: minigrad train's, 4; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="1 epoch on 1,024 training images")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes: checks that the benchmark runs")
+    parser.add_argument("--threads", type=int, help="threads for numpy's BLAS and torch (default: numpy's BLAS "
+                        "default); 1 is far steadier on a busy machine")
+    args = parser.parse_args(argv)
+    threads = setup_threads(args.threads)
+    config = benchmark_config(args.quick, args.smoke, args.epochs)
+    print(f"{describe(config)}; threads: numpy's BLAS {threads['threads']} ({threads['source']}), "
+          f"torch {threads['torch_threads']}", flush=True)
+    started = time.perf_counter()
+    rows = run(args.quick, args.smoke, epochs=args.epochs, report=lambda line: print("  " + line, flush=True))
+    print()
+    print(format_results(rows))
+    load = f"; load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"ratio = minigrad time / torch time (below 1: minigrad faster); took {time.perf_counter() - started:.0f} s"
+          f"{load}")
+
+
+if __name__ == "__main__":
+    main()
