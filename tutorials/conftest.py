@@ -20,9 +20,13 @@ What a chapter can rely on (the runner sets it up before the first block):
 Block markers (words after ``python`` on the fence line):
 
 - ```` ```python ````          runs;
-- ```` ```python no-run ````   shown, never run (exercise skeletons, code that only illustrates);
-- ```` ```python gpu ````      runs only when ``minigrad.cuda_available()``; skipped otherwise, so
-  later blocks must not depend on it.
+- ```` ```python no-run ````   shown, never run by the tests (exercise skeletons, illustrations). In a
+  notebook made with jupytext it is an ordinary cell: harmless for a skeleton. For code that must not run
+  in a notebook either (GPU-only code on a laptop), add jupytext's own marker too,
+  ```` ```python no-run active="md" ````, which makes it a raw (never executed) cell there.
+
+GPU code that *should* run where a GPU exists is an ordinary block guarded by
+``if minigrad.cuda_available():``, so tests, make_figures.py and notebooks all behave the same.
 
 A failure names the chapter, the block number and its first line, and the traceback starts at
 the failing line *of the Markdown file* (code is compiled with the ``.md`` path and its real line
@@ -115,15 +119,13 @@ def run_chapter(path: Path, namespace: dict[str, Any] | None = None) -> dict[str
     """
     import matplotlib.pyplot as plt
 
-    import minigrad
-
     path = Path(path).resolve()
     namespace = _setup_namespace(path) if namespace is None else namespace
     previous_directory = os.getcwd()
     os.chdir(path.parent)
     try:
         for block in parse_blocks(path.read_text()):
-            if "no-run" in block.markers or ("gpu" in block.markers and not minigrad.cuda_available()):
+            if "no-run" in block.markers:
                 continue
             try:
                 # Padding with blank lines makes the line numbers of the code those of the .md file.
@@ -139,12 +141,17 @@ def run_chapter(path: Path, namespace: dict[str, Any] | None = None) -> dict[str
 
 def _describe_failure(path: Path, block: Block, error: Exception) -> str:
     """'<chapter>: block N (line L: `first line`) failed at line M' + the traceback from the block on."""
-    frames = traceback.extract_tb(error.__traceback__)
-    in_chapter = [frame for frame in frames if frame.filename == str(path)]
+    # The innermost frame on a line of this block (a function from an earlier block may fail deeper down;
+    # the traceback below shows that too).
+    last_line = block.first_line + block.source.count("\n") - 1
+    in_block = [
+        frame for frame in traceback.extract_tb(error.__traceback__)
+        if frame.filename == str(path) and block.first_line <= (frame.lineno or 0) <= last_line
+    ]
     where = ""
-    if in_chapter:
-        line = in_chapter[-1].lineno
-        where = f" at line {line} (line {line - block.first_line + 1} of the block): `{in_chapter[-1].line}`"
+    if in_block:
+        line = in_block[-1].lineno
+        where = f" at line {line} (line {line - block.first_line + 1} of the block): `{in_block[-1].line}`"
     # Drop the runner's own frames: the traceback starts inside the chapter.
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != str(path):
