@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Row, measure_in_subprocess, peak_rss_increase, setup_threads, time_pair
+from benchmarks.common import (
+    Row,
+    measure_in_subprocess,
+    peak_rss_increase,
+    set_blas_threads,
+    setup_threads,
+    time_pair,
+)
 
 GROUP = "googlenet"
 NUM_CLASSES = 10
@@ -160,11 +167,12 @@ def count_flops(case: ModelCase) -> dict[str, float]:
 def memory_worker(library: str, case: ModelCase, mode: str, steps: int, threads: int) -> dict[str, float]:
     """In a fresh process: build one library's model, then the peak resident memory of ``steps`` calls of
     ``mode`` above what the process held after building it (weights, the batch, the imports)."""
-    setup_threads(threads)
     images, targets = make_batch(case)
-    if library == "minigrad":
+    if library == "minigrad":  # this process never imports torch
+        set_blas_threads(threads)
         calls = minigrad_steps(build_minigrad(case), images, targets)
     else:
+        setup_threads(threads)
         calls = torch_steps(build_torch(case), images, targets)
 
     def run_steps():

@@ -116,19 +116,24 @@ def blas_info() -> dict[str, Any]:
     return {"threads": cpus, "source": "CPU count", "library": "unknown", "core": None}
 
 
+def set_blas_threads(threads: int) -> None:
+    """Tell numpy's OpenBLAS to use ``threads`` threads (through ctypes, as threadpoolctl would)."""
+    library = _openblas_library()
+    if library is None or _openblas_call(library, "openblas_set_num_threads", None, threads) is None:
+        raise RuntimeError(f"--threads {threads}: cannot find OpenBLAS in this process to set its threads; "
+                           "set OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) before starting Python instead")
+
+
 def setup_threads(threads: int | None = None) -> dict[str, Any]:
     """Give torch as many threads as numpy's BLAS has; return what was set, for the table's header.
 
-    threads: use this many in both instead (numpy's OpenBLAS is told through ctypes). One thread makes
-    small cases far steadier on a busy machine, where multithreaded calls wait for a descheduled thread.
+    threads: use this many in both instead. One thread makes small cases far steadier on a busy machine,
+    where multithreaded calls wait for a descheduled thread.
     """
     import torch
 
     if threads is not None:
-        library = _openblas_library()
-        if library is None or _openblas_call(library, "openblas_set_num_threads", None, threads) is None:
-            raise RuntimeError(f"--threads {threads}: cannot find OpenBLAS in this process to set its threads; "
-                               "set OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) before starting Python instead")
+        set_blas_threads(threads)
     info = blas_info()
     torch.set_num_threads(info["threads"])
     info["torch_threads"] = torch.get_num_threads()
