@@ -127,12 +127,14 @@ class DataLoader:
     def state_dict(self) -> dict:
         """The loader's position as a plain JSON-able dict (ints, strings, nested dicts).
 
-        Taken between epochs it holds the generator state; taken inside an epoch it also holds the
-        generator state from before that epoch's permutation and the number of batches already handed
-        out, so :meth:`load_state_dict` followed by ``iter(loader)`` yields exactly the remaining batches.
+        Taken between epochs (before ``iter(loader)``, or after its iterator is exhausted) it holds the
+        generator state. Taken inside an epoch it also holds the generator state from before that epoch's
+        permutation and the number of batches already handed out, so :meth:`load_state_dict` followed by
+        ``iter(loader)`` yields exactly the remaining batches of that epoch (none if all were taken).
         """
-        # After the last batch nothing more is drawn, so "all batches done" is the same as between epochs.
-        in_epoch = self._epoch_start_state is not None and 0 < self._batches_done < len(self)
+        # Inside an epoch from iter() until the iterator is exhausted (even with 0 or all batches taken),
+        # so that a resumed loader finishes exactly that epoch, however many batches it has left.
+        in_epoch = self._epoch_start_state is not None
         return {
             "epoch": self.epoch,
             "generator": copy.deepcopy(self.generator.bit_generator.state),
