@@ -175,13 +175,14 @@ class _CIFAR(ArrayDataset):
         self.train = train
         archive = self.root / self.filename
         if download:
-            _download_file(self.url, archive, self.md5)
-        elif not archive.exists():
+            _download_file(self.url, archive, self.md5)  # checks the MD5, of a new or an existing file
+        elif archive.exists():
+            check_md5(archive, self.md5)  # always, also for a file placed by hand
+        else:
             raise FileNotFoundError(
                 f"{type(self).__name__}: {archive} not found. Pass download=True, or download {self.url} "
                 f"yourself and put it at {archive} (MD5 {self.md5})."
             )
-        check_md5(archive, self.md5)  # always, also for a file placed by hand
         members = self.train_members if train else self.test_members
         with tarfile.open(archive, "r:gz") as tar:
             batches = [self._read_member(tar, name) for name in members]

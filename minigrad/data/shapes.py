@@ -149,8 +149,8 @@ class SyntheticShapes(ArrayDataset):
     rotation of up to +-15 degrees, the stripe or cell width and phase, and pixel noise.
     Every class looks the same mirrored left-right, so ``RandomHorizontalFlip`` is a safe augmentation.
 
-    ``num_classes < 10`` keeps the first ``num_classes`` shapes. The same ``(seed, train)`` always gives
-    identical arrays; ``train=False`` draws from a different stream, so a test set never repeats the
+    ``num_classes < 10`` keeps the first ``num_classes`` shapes. The same arguments always give identical
+    arrays; ``train=False`` draws from a different stream, so a test set never repeats the
     training images.
     """
 
