@@ -51,6 +51,10 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class DatasetUnavailable(RuntimeError):
+    """The dataset cannot be read: its archive is missing or corrupted, or the download failed."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Configuration: every option of `minigrad train`, with the class-demo defaults.
 # ---------------------------------------------------------------------------------------------
@@ -96,8 +100,13 @@ def build_datasets(config: TrainConfig) -> tuple[Any, Any]:
         test_set = data.SyntheticShapes(config.test_size, seed=config.seed * 2 + 2)
     elif config.dataset in ("cifar10", "cifar100"):
         cls = data.CIFAR10 if config.dataset == "cifar10" else data.CIFAR100
-        train_set = cls(config.data_dir, train=True, download=config.download)
-        test_set = cls(config.data_dir, train=False, download=config.download)
+        try:
+            train_set = cls(config.data_dir, train=True, download=config.download)
+            test_set = cls(config.data_dir, train=False, download=config.download)
+        except FileNotFoundError as error:  # no archive and no --download: the message says where it goes
+            raise DatasetUnavailable(f"{error} On the command line: add --download.") from error
+        except (data.ChecksumError, RuntimeError) as error:  # a damaged archive, or the download failed
+            raise DatasetUnavailable(str(error)) from error
     else:
         raise ValueError(f"train: unknown dataset {config.dataset!r}; use shapes, cifar10 or cifar100")
     if config.limit_train is not None:
@@ -555,7 +564,7 @@ def train_command(args: argparse.Namespace) -> int:
         return 1
     try:
         history = run(config)
-    except (CheckpointError, TrainingDiverged) as error:
+    except (CheckpointError, TrainingDiverged, DatasetUnavailable) as error:
         print(f"minigrad train: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

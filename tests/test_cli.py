@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
-import importlib.util
 import json
 import os
 import subprocess
@@ -95,17 +94,44 @@ def test_device_cuda_without_a_gpu_is_one_clear_line(tmp_path, capsys):
     assert "pip install" in error, "the message should say how to get a GPU build"
 
 
+def cifar_command(tmp_path: Path, *extra: str) -> list[str]:
+    return ["train", *TINY, "--epochs", "1", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar-data"),
+            "--out", str(tmp_path / "run"), *extra]
+
+
 def test_cifar10_without_the_archive_says_where_to_put_it(tmp_path, capsys):
-    if importlib.util.find_spec("minigrad.data.cifar") is None:
-        pytest.skip("minigrad/data/cifar.py does not exist yet (CIFAR-10 support is being written)")
-    data_dir = tmp_path / "cifar-data"
-    status = cli.main(["train", *TINY, "--epochs", "1", "--dataset", "cifar10", "--data-dir", str(data_dir),
-                       "--out", str(tmp_path / "run")])
-    assert status == 1
+    assert cli.main(cifar_command(tmp_path)) == 1
     error = capsys.readouterr().err
-    assert error.startswith("minigrad train: ") and "Traceback" not in error
-    assert "cifar-10-python.tar.gz" in error and str(data_dir) in error, error
-    assert "--download" in error
+    assert error.startswith("minigrad train: CIFAR10: ") and "Traceback" not in error
+    archive = tmp_path / "cifar-data" / "cifar-10-python.tar.gz"
+    assert f"put it at {archive}" in error and "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in error
+    assert "--download" in error, "on the command line the way to download is --download, not download=True"
+    assert not (tmp_path / "run").exists(), "nothing is written before the data is there"
+
+
+def test_cifar10_with_a_corrupted_archive_names_both_checksums(tmp_path, capsys):
+    archive = tmp_path / "cifar-data" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    archive.write_bytes(b"\x1f\x8b" + bytes(1000))  # a gzip magic number and then nothing of value
+    assert cli.main(cifar_command(tmp_path)) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("minigrad train: ") and "corrupted or incomplete" in error
+    assert "c58f30108f718f92721af3b95e74349a" in error, "the published MD5 of the archive"
+
+
+def test_cifar10_download_while_offline_says_where_to_put_the_file(tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert cli.main(cifar_command(tmp_path, "--download")) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("minigrad train: could not download https://www.cs.toronto.edu/~kriz/")
+    assert f"put it at {tmp_path / 'cifar-data' / 'cifar-10-python.tar.gz'}" in error
+    assert [path.name for path in (tmp_path / "cifar-data").iterdir()] == [], "no partial download left behind"
 
 
 def test_resume_without_a_checkpoint_exits_1_without_a_traceback(tmp_path):
