@@ -46,7 +46,9 @@ def one_torch_thread():
 
 
 def test_five_sgd_steps_follow_torch_in_float64():
-    config = train.TrainConfig(width=0.125, stem="cifar", train_size=4 * STEPS, test_size=4, batch_size=4,
+    # Batch 8, not smaller: batch norm over 4 images is so ill-conditioned that rounding differences grow
+    # to ~1e-8 in some gradients within 5 steps; with 8 the worst stays near 1e-10.
+    config = train.TrainConfig(width=0.125, stem="cifar", train_size=8 * STEPS, test_size=8, batch_size=8,
                                epochs=1, progress=False)
     train_set, test_set = train.build_datasets(config)
     train_loader, _ = train.build_loaders(config, train_set, test_set)
