@@ -1,10 +1,12 @@
 """Time minigrad's conv2d kernels against PyTorch at GoogLeNet's CIFAR shapes (batch 32).
 
     python benchmarks/bench_conv_kernels.py [--reps 15] [--dtype float32] [--quick]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_conv_kernels.py --cpu-time   # busy machine: 1 thread
 
 Both libraries run in this process with the same thread count (numpy's BLAS threads = torch threads).
-Calls alternate between the two and the *minimum* time of each is kept, which filters out the noise of a
-shared machine best. Prints the ratio minigrad / torch (below 1 means minigrad is faster).
+Calls alternate between the two. Printed: the minimum time of each (the least disturbed run) and the
+ratio minigrad / torch of those minima, and in brackets the median of the ratios of back-to-back pairs
+(robust when other jobs share the machine). Below 1 means minigrad is faster.
 """
 
 from __future__ import annotations
@@ -38,17 +40,26 @@ def blas_threads() -> int:
     return os.cpu_count() or 1
 
 
-def min_times(functions: dict, reps: int) -> dict:
-    """Call each function ``reps`` times, alternating between them; the best time of each, in ms."""
-    best = {name: float("inf") for name in functions}
+CLOCK = time.perf_counter
+
+
+def interleaved_times(functions: dict, reps: int) -> dict:
+    """Call each function ``reps`` times, alternating between them; every time of each, in ms."""
+    times = {name: [] for name in functions}
     for function in functions.values():
         function()  # warm up (first-touch page faults, BLAS thread start)
     for _ in range(reps):
         for name, function in functions.items():
-            start = time.perf_counter()
+            start = CLOCK()
             function()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: seconds * 1e3 for name, seconds in best.items()}
+            times[name].append((CLOCK() - start) * 1e3)
+    return times
+
+
+def summary(ours: list, theirs: list) -> str:
+    """ "ours theirs ratio-of-minima (median paired ratio)"."""
+    paired = sorted(a / b for a, b in zip(ours, theirs))
+    return f"{min(ours):7.1f} {min(theirs):7.1f} {min(ours) / min(theirs):5.2f} ({paired[len(paired) // 2]:4.2f})"
 
 
 def bench_shape(batch, c_in, size, c_out, kernel, padding, dtype, reps):
@@ -67,7 +78,7 @@ def bench_shape(batch, c_in, size, c_out, kernel, padding, dtype, reps):
         with torch.no_grad():
             torch.nn.functional.conv2d(tx, tw, tb, padding=padding)
 
-    times = min_times(
+    times = interleaved_times(
         {
             "mg_fwd": lambda: conv.conv2d_forward(x, weight, bias, padding=padding),
             "torch_fwd": torch_forward,
@@ -84,18 +95,28 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--quick", action="store_true", help="only the first 1x1 and 3x3 shapes")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with process_time (CPU time; meaningful with one thread) instead of wall time",
+    )
     args = parser.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        if blas_threads() != 1:
+            parser.error("--cpu-time needs one thread: run with OPENBLAS_NUM_THREADS=1")
+        CLOCK = time.process_time
     torch.set_num_threads(blas_threads())
     shapes = [SHAPES[0], SHAPES[3]] if args.quick else SHAPES
-    print(f"threads={torch.get_num_threads()} dtype={args.dtype} reps={args.reps} (min times, ms)")
-    print(f"{'shape':<18} {'fwd mg':>7} {'torch':>7} {'ratio':>6}   {'bwd mg':>7} {'torch':>7} {'ratio':>6}")
+    clock = "CPU" if args.cpu_time else "wall"
+    print(f"threads={torch.get_num_threads()} dtype={args.dtype} reps={args.reps} (min {clock} times, ms)")
+    print(
+        f"{'shape':<18} {'fwd mg':>7} {'torch':>7} {'ratio (paired)':>14}   {'bwd mg':>7} {'torch':>7} ratio"
+    )
     for name, *shape in shapes:
         t = bench_shape(*shape, dtype=args.dtype, reps=args.reps)
-        print(
-            f"{name:<18} {t['mg_fwd']:7.1f} {t['torch_fwd']:7.1f} {t['mg_fwd'] / t['torch_fwd']:6.2f}   "
-            f"{t['mg_bwd']:7.1f} {t['torch_bwd']:7.1f} {t['mg_bwd'] / t['torch_bwd']:6.2f}",
-            flush=True,
-        )
+        forward, backward = summary(t["mg_fwd"], t["torch_fwd"]), summary(t["mg_bwd"], t["torch_bwd"])
+        print(f"{name:<18} {forward}   {backward}", flush=True)
 
 
 if __name__ == "__main__":

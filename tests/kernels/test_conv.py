@@ -89,11 +89,24 @@ def test_without_bias_and_only_some_gradients():
         np.testing.assert_array_equal(only_b[2], full[2])
 
 
+def spy_on_chunks(monkeypatch):
+    """Record the number of columns of every matrix product conv2d makes (one per chunk in forward)."""
+    columns = []
+    original = conv._grouped_matmul
+
+    def spy(weight_matrix, inputs, out, groups, transpose_weight=False):
+        columns.append(inputs.shape[-1])
+        return original(weight_matrix, inputs, out, groups, transpose_weight)
+
+    monkeypatch.setattr(conv, "_grouped_matmul", spy)
+    return columns
+
+
 @pytest.mark.parametrize(
     "x_shape, weight_shape, options",
     [
         ((5, 4, 7, 6), (6, 2, 3, 3), dict(groups=2, padding=1, stride=(2, 1))),
-        ((4, 3, 6, 6), (5, 3, 1, 1), dict()),  # 1x1: only grad_weight goes through the chunks
+        ((4, 3, 6, 6), (5, 3, 1, 1), dict()),  # 1x1 path
     ],
 )
 def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options):
@@ -104,30 +117,27 @@ def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options):
     grad_out = rng.standard_normal(out.shape)
     grads = conv2d_backward(grad_out, ctx)
 
-    calls = []
-    original_im2col = conv.im2col
-    monkeypatch.setattr(
-        conv, "im2col", lambda x, *a, **k: calls.append(x.shape[0]) or original_im2col(x, *a, **k)
-    )
+    columns = spy_on_chunks(monkeypatch)
     out_chunked, ctx_chunked = conv2d_forward(x, weight, bias, **options, max_buffer_bytes=1)
+    assert columns == [out.shape[2] * out.shape[3]] * x.shape[0]  # really one sample at a time
     grads_chunked = conv2d_backward(grad_out, ctx_chunked)
-    assert calls and set(calls) == {1}  # really one sample at a time
     # Forward and grad_x are the same products on fewer columns; grad_weight sums in another order.
     for chunked, whole in zip((out_chunked, *grads_chunked), (out, *grads)):
         np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
 
-    calls.clear()
-    conv.set_buffer_budget(2 * x[0].size * 9 * 8)  # two samples' columns of a 3x3 kernel
+
+def test_set_buffer_budget_sets_the_default(monkeypatch):
+    x, weight = rng.standard_normal((5, 2, 6, 7)), rng.standard_normal((3, 2, 3, 3))
+    whole, _ = conv2d_forward(x, weight, None, padding=1)
+    columns = spy_on_chunks(monkeypatch)
+    previous = conv.DEFAULT_BUFFER_BYTES
+    conv.set_buffer_budget(2 * x[0].size * 9 * x.itemsize)  # two samples' columns of a 3x3 kernel
     try:
-        weight3 = rng.standard_normal((*weight_shape[:2], 3, 3))
-        out_budget, _ = conv2d_forward(x, weight3, None, padding=1, groups=options.get("groups", 1))
-        out_whole, _ = conv2d_forward(
-            x, weight3, None, padding=1, groups=options.get("groups", 1), max_buffer_bytes=2**30
-        )
+        chunked, _ = conv2d_forward(x, weight, None, padding=1)
     finally:
-        conv.set_buffer_budget(256 * 2**20)
-    assert calls[:-1] == [2] * (x.shape[0] // 2) + [1] * (x.shape[0] % 2)
-    np.testing.assert_allclose(out_budget, out_whole, rtol=1e-12, atol=1e-12)
+        conv.set_buffer_budget(previous)
+    assert columns == [2 * 6 * 7, 2 * 6 * 7, 6 * 7]
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
 
 
 def test_results_do_not_share_the_reused_scratch_buffers():
