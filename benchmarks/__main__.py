@@ -72,7 +72,7 @@ def describe_header(header: dict[str, Any]) -> str:
     environment = ", ".join(f"{name}={value}" for name, value in header["environment"].items() if value is not None)
     lines = [
         f"minigrad benchmarks ({header['mode']}), {header['date']}, {header['cpu']}, {header['cores']} cores, "
-        f"load average {header['load_average_start']:.2f} at start",
+        f"load average {header['load_average_start'] or 0:.2f} at start",
         f"python {header['python']}, numpy {header['numpy']}, torch {header['torch']}; threads: numpy's BLAS "
         f"{threads['threads']} ({threads['source']}, core {threads['core']}), torch {threads['torch_threads']}",
         f"environment: {environment or 'no OPENBLAS_*/OMP_* variables set'}",
@@ -145,7 +145,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for note in notes:
         print(f"note: {note}")
     print(f"ratio = minigrad ms / torch ms (below 1: minigrad faster); medians of back-to-back runs. "
-          f"Took {header['seconds']:.0f} s; load average {header['load_average_end']:.2f} at end.")
+          f"Took {header['seconds']:.0f} s; load average {header['load_average_end'] or 0:.2f} at end.")
+    loads = [load for load in (header["load_average_start"], header["load_average_end"]) if load is not None]
+    busiest = max(loads, default=0.0)
+    if header["cores"] and busiest > header["cores"]:
+        print(f"warning: the machine was busy (load average up to {busiest:.1f} on {header['cores']} cores): other "
+              f"processes shared the CPU, so times are inflated and multithreaded ones erratic; compare ratios, "
+              f"re-run when it is quieter, or use --threads 1")
     results = rows_to_json(rows, header)
     if args.json:
         with open(args.json, "w") as file:
