@@ -28,6 +28,26 @@ from minigrad.train import CheckpointError, TrainConfig, TrainingDiverged
 TIMING_KEYS = {"images_per_s", "seconds"}  # wall-clock measurements: they may differ between runs
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """Run this module's training with one BLAS thread, then give the previous count back.
+
+    A tiny GoogLeNet step makes hundreds of small matrix multiplies; on a 2-core machine busy with other
+    work, each multithreaded call can wait for a descheduled helper thread, and this module took 90-150 s
+    instead of ~30 s. Results do not depend on it: every comparison here is between runs made alike.
+    """
+    from benchmarks.common import blas_info, set_blas_threads
+
+    threads = blas_info()["threads"]
+    try:
+        set_blas_threads(1)
+    except RuntimeError:  # not OpenBLAS: leave it as it is
+        yield
+        return
+    yield
+    set_blas_threads(threads)
+
+
 def tiny_config(out: Path, **overrides) -> TrainConfig:
     """A run of a few seconds on 2 cores that still uses every moving part of the default one."""
     options = dict(width=0.125, train_size=128, test_size=64, batch_size=32, epochs=2, stem="cifar",
@@ -93,6 +113,8 @@ def reference_run(tmp_path_factory) -> tuple[Path, TrainConfig, list[dict]]:
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("stop_step", [3, 4, 6], ids=["mid-epoch-1", "end-of-epoch-1", "mid-epoch-2"])
 def test_ctrl_c_then_resume_is_bit_identical(stop_step, reference_run, tmp_path, monkeypatch):
+    """Ctrl-C at ``stop_step`` (4 batches per epoch), then ``--resume`` alone (epochs=None: the run's own
+    plan), ends exactly as the run that never stopped."""
     reference, config, history = reference_run
     steps_seen = interrupt_at(monkeypatch, stop_step)
     with pytest.raises(KeyboardInterrupt):
@@ -106,40 +128,29 @@ def test_ctrl_c_then_resume_is_bit_identical(stop_step, reference_run, tmp_path,
     if stop_step % steps_per_epoch:  # mid-epoch: the checkpoint carries the loader position and the sums
         assert meta["loader"]["batches_done"] == stop_step % steps_per_epoch
         assert meta["partial_epoch"]["seen"] == 32 * (stop_step % steps_per_epoch)
-    else:
+    else:  # the epoch's last step: the epoch is finished (evaluated, in metrics.csv) before stopping
         assert meta["partial_epoch"] is None
         assert len(meta["history"]) == stop_step // steps_per_epoch
+        # Another length for a schedule laid out over the run (onecycle) is refused before anything runs.
+        before = (tmp_path / "checkpoint.npz").read_bytes()
+        with pytest.raises(CheckpointError, match=r"planned for 2 epochs and its onecycle schedule"):
+            train.run(tiny_config(tmp_path, epochs=3, resume=True))
+        assert (tmp_path / "checkpoint.npz").read_bytes() == before, "a refused resume must not touch the run"
 
     monkeypatch.undo()
     resumed_steps = interrupt_at(monkeypatch, None)
-    resumed_history = train.run(tiny_config(tmp_path, resume=True))
+    resumed_history = train.run(tiny_config(tmp_path, epochs=None, resume=True))
     assert resumed_steps == list(range(stop_step + 1, 9)), "step numbers continue where the run stopped"
     assert without_timings(resumed_history) == without_timings(history)
-    assert_same_run(tmp_path, reference)
-
-
-def test_resume_runs_the_epochs_the_checkpoint_planned(reference_run, tmp_path, monkeypatch):
-    """``--resume`` alone (epochs=None) finishes the original plan; another length for a schedule that
-    depends on it (onecycle) is refused with a clear error instead of a crash inside the schedule."""
-    reference, _, _ = reference_run
-    interrupt_at(monkeypatch, 4)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(tiny_config(tmp_path))
-    monkeypatch.undo()
-    before = (tmp_path / "checkpoint.npz").read_bytes()
-    with pytest.raises(CheckpointError, match=r"2 epochs.*onecycle|onecycle.*2 epochs"):
-        train.run(tiny_config(tmp_path, epochs=3, resume=True))
-    assert (tmp_path / "checkpoint.npz").read_bytes() == before, "a refused resume must not touch the run"
-    train.run(tiny_config(tmp_path, epochs=None, resume=True))
     assert_same_run(tmp_path, reference)
 
 
 def test_constant_schedule_run_can_be_extended_bit_identically(tmp_path):
     """With a schedule that does not depend on the run's length, 1 epoch + resume to 2 == 2 epochs."""
     straight, extended = tmp_path / "straight", tmp_path / "extended"
-    history = train.run(tiny_config(straight, schedule="constant"))
-    train.run(tiny_config(extended, schedule="constant", epochs=1))
-    resumed_history = train.run(tiny_config(extended, schedule="constant", epochs=2, resume=True))
+    history = train.run(tiny_config(straight, schedule="constant", train_size=64))
+    train.run(tiny_config(extended, schedule="constant", train_size=64, epochs=1))
+    resumed_history = train.run(tiny_config(extended, schedule="constant", train_size=64, epochs=2, resume=True))
     assert without_timings(resumed_history) == without_timings(history)
     assert_same_run(extended, straight)
 
@@ -181,7 +192,7 @@ def test_run_writes_metrics_curves_checkpoint_and_config(reference_run):
 
 def test_fit_from_python_without_an_output_folder(tmp_path):
     """The tutorials' use: build the pieces, call fit(), get one metrics row per epoch, no files."""
-    config = tiny_config(tmp_path / "unused", epochs=1)
+    config = tiny_config(tmp_path / "unused", epochs=1, train_size=64)
     train_set, test_set = train.build_datasets(config)
     train_loader, test_loader = train.build_loaders(config, train_set, test_set)
     model = train.build_model(config, num_classes=len(train_set.classes))
@@ -322,11 +333,3 @@ def test_nan_or_inf_loss_stops_the_run_naming_the_step(bad_value, bad_step, tmp_
     with pytest.raises(TrainingDiverged, match=rf"became {bad_value} at step {bad_step} \(epoch 1\).*lower --lr"):
         train.run(config)
     assert len(calls) == bad_step, "the run must stop at the first non-finite loss"
-
-
-@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
-def test_huge_learning_rate_diverges_with_a_clear_error(tmp_path):
-    """lr=1e6: the loss grows to ~1e22 by step 3 and is NaN at step 4 (batch norm hides the blow-up a while)."""
-    with pytest.raises(TrainingDiverged, match=r"became nan at step \d \(epoch 1\) with learning rate 1e\+06; "
-                                               r"try a lower --lr \(e\.g\. 1e\+05\)"):
-        train.run(tiny_config(tmp_path, lr=1e6, schedule="constant", epochs=1))

@@ -20,6 +20,7 @@ from minigrad import Tensor, train
 from minigrad.models import inception_v1
 from tests.models.torch_googlenet import googlenet_loss as torch_googlenet_loss
 from tests.models.torch_googlenet import torch_googlenet
+from tests.test_train import one_blas_thread  # noqa: F401  (an autouse fixture: 1 BLAS thread)
 
 STEPS = 5
 RTOL = 1e-8
@@ -38,7 +39,7 @@ def assert_close(actual, expected, what: str, rtol: float = RTOL, atol: float = 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """torch's OpenMP threads spin after each op and starve NumPy's BLAS threads when the two libraries
-    alternate op by op on a small machine (this test ran 3-5x slower); one torch thread avoids that."""
+    alternate op by op on a small machine (this test ran 3-5x slower); one thread for each avoids that."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
