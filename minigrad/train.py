@@ -158,7 +158,9 @@ def build_scheduler(config: TrainConfig, optimizer: Any, steps_per_epoch: int) -
 
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=0.25,
+        # OneCycleLR (as PyTorch's) divides by pct_start * total - 1: zero for a 4-step run, so warm up 2 steps.
+        pct_start = 0.25 if total != 4 else 0.5
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start,
                                        cycle_momentum=config.optimizer == "sgd" and config.momentum > 0)
     if config.schedule == "cosine":
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)

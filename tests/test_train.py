@@ -333,3 +333,24 @@ def test_nan_or_inf_loss_stops_the_run_naming_the_step(bad_value, bad_step, tmp_
     with pytest.raises(TrainingDiverged, match=rf"became {bad_value} at step {bad_step} \(epoch 1\).*lower --lr"):
         train.run(config)
     assert len(calls) == bad_step, "the run must stop at the first non-finite loss"
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules for every run length
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
+def test_every_schedule_runs_for_short_runs_of_any_length(schedule):
+    """A quick demo (e.g. --train-size 256 --epochs 1: 4 steps) must not crash inside the schedule; OneCycleLR
+    (like PyTorch's) divides by pct_start * total_steps - 1, which is 0 at 4 steps with pct_start 0.25."""
+    model = inception_v1(num_classes=10, stem="cifar", width=0.125, aux_logits=False, seed=0)
+    for total_steps in range(1, 13):
+        for epochs, steps_per_epoch in {(1, total_steps), (total_steps, 1)}:
+            config = TrainConfig(schedule=schedule, epochs=epochs)
+            optimizer = train.build_optimizer(config, model)
+            scheduler = train.build_scheduler(config, optimizer, steps_per_epoch)
+            rates = []
+            for _ in range(total_steps):  # as fit() does: train with the current rate, then step the schedule
+                rates.append(optimizer.param_groups[0]["lr"])
+                if scheduler is not None:
+                    scheduler.step()
+            assert all(0 < rate <= config.lr * (1 + 1e-12) for rate in rates), (schedule, total_steps, rates)
