@@ -141,19 +141,26 @@ def build_torch_model(setup: Setup) -> Any:
     return twin
 
 
-def torch_optimizer_and_schedule(setup: Setup, twin: Any, steps_per_epoch: int) -> tuple[Any, Any]:
-    """torch.optim's SGD and OneCycleLR with the settings train.build_optimizer/build_scheduler use."""
+def torch_optimizer(setup: Setup, twin: Any) -> Any:
+    """torch.optim's SGD with the settings train.build_optimizer uses."""
     import torch
 
     config = setup.config
     if config.optimizer != "sgd" or config.schedule != "onecycle":
         raise ValueError("bench_train: the torch side mirrors only the default sgd + onecycle configuration")
-    optimizer = torch.optim.SGD(twin.parameters(), lr=config.lr, momentum=config.momentum,
-                                nesterov=config.momentum > 0, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
-                                                    total_steps=config.epochs * steps_per_epoch, pct_start=0.25,
-                                                    cycle_momentum=config.momentum > 0)
-    return optimizer, scheduler
+    return torch.optim.SGD(twin.parameters(), lr=config.lr, momentum=config.momentum,
+                           nesterov=config.momentum > 0, weight_decay=config.weight_decay)
+
+
+def torch_schedule(setup: Setup, optimizer: Any, steps_per_epoch: int) -> Any:
+    """torch's OneCycleLR with the settings train.build_scheduler uses (stepped once per batch)."""
+    import torch
+
+    config = setup.config
+    total = config.epochs * steps_per_epoch
+    pct_start = 0.25 if total != 4 else 0.5  # as train.build_scheduler (0.25 divides by zero at 4 steps)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start,
+                                               cycle_momentum=config.momentum > 0)
 
 
 def torch_accuracy(twin: Any, loader: Any) -> float:
@@ -177,7 +184,8 @@ def train_torch(setup: Setup, report: Callable[[str], None]) -> RunResult:
     loss_function = torch_twin_module().googlenet_loss
     twin = build_torch_model(setup)
     train_loader, test_loader = setup.loaders()
-    optimizer, scheduler = torch_optimizer_and_schedule(setup, twin, len(train_loader))
+    optimizer = torch_optimizer(setup, twin)
+    scheduler = torch_schedule(setup, optimizer, len(train_loader))
     result = RunResult("torch", [], [], len(train_loader) * config.batch_size, [])
     for epoch in range(config.epochs):
         twin.train()
@@ -209,7 +217,7 @@ def time_one_step(setup: Setup, repeats: int) -> tuple[float, float]:
     model.load_state_dict(setup.initial_state)
     optimizer = train.build_optimizer(config, model)
     twin = build_torch_model(setup)
-    torch_optimizer, _ = torch_optimizer_and_schedule(setup, twin, 1)
+    optimizer_of_twin = torch_optimizer(setup, twin)
     loss_function = torch_twin_module().googlenet_loss
     images, labels = next(iter(setup.loaders()[0]))
     torch_images, torch_labels = torch.from_numpy(images.numpy()), torch.from_numpy(labels.numpy())
@@ -224,9 +232,9 @@ def time_one_step(setup: Setup, repeats: int) -> tuple[float, float]:
 
     def torch_step() -> None:
         loss = loss_function(twin(torch_images), torch_labels, aux_weight=config.aux_weight)
-        torch_optimizer.zero_grad()
+        optimizer_of_twin.zero_grad()
         loss.backward()
-        torch_optimizer.step()
+        optimizer_of_twin.step()
 
     return time_pair(minigrad_step, torch_step, warmup=1, repeats=repeats)
 
