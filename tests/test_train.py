@@ -251,7 +251,8 @@ def test_checkpoint_is_read_with_pickle_disabled(good_checkpoint, tmp_path, monk
     monkeypatch.undo()
 
     # A file smuggling a pickled object in must be refused, not unpickled.
-    arrays, _ = dict(numpy.load(good_checkpoint)), None
+    with numpy.load(good_checkpoint) as archive:
+        arrays = {name: archive[name] for name in archive.files}
     arrays["model/evil"] = numpy.array([{"not": "an array"}], dtype=object)
     evil = tmp_path / "checkpoint.npz"
     numpy.savez(evil, allow_pickle=True, **arrays)
