@@ -96,8 +96,8 @@ def build_datasets(config: TrainConfig) -> tuple[Any, Any]:
     from minigrad import data
 
     if config.dataset == "shapes":
-        train_set = data.SyntheticShapes(config.train_size, seed=config.seed * 2 + 1)
-        test_set = data.SyntheticShapes(config.test_size, seed=config.seed * 2 + 2)
+        train_set = data.SyntheticShapes(config.train_size, seed=config.seed, train=True)
+        test_set = data.SyntheticShapes(config.test_size, seed=config.seed, train=False)  # a separate stream
     elif config.dataset in ("cifar10", "cifar100"):
         cls = data.CIFAR10 if config.dataset == "cifar10" else data.CIFAR100
         try:

@@ -127,14 +127,20 @@ class Sqrt(Function):
 
 
 class ReLU(Function):
-    """max(x, 0); the gradient passes where x > 0 (PyTorch's choice at exactly 0: no gradient)."""
+    """max(x, 0); the gradient passes where x > 0 (PyTorch's choice at exactly 0: no gradient).
+
+    ``maximum`` is one pass (and keeps NaN, as torch does); the backward rebuilds the mask from the
+    output, which the next layer keeps alive anyway, instead of storing a mask of its own.
+    """
 
     def forward(self, x: Any) -> Any:
-        self.positive = x > 0
-        return backend.xp_of(x).where(self.positive, x, 0)  # not x * positive: -inf * 0 would be nan
+        out = backend.xp_of(x).maximum(x, 0)
+        if self.needs_input_grad[0]:
+            self.out = out
+        return out
 
     def backward(self, grad: Any) -> Any:
-        return grad * self.positive
+        return grad * (self.out > 0)
 
 
 class Sigmoid(Function):
