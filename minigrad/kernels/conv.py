@@ -247,10 +247,10 @@ def _column_chunks(x: Any, geometry: WindowGeometry, max_buffer_bytes: int, fill
         yield start, stop, cols
 
 
-def _by_group(matrices: Any, groups: int) -> Any:
-    """View (..., rows, columns) as (..., groups, rows/groups, columns): one block of rows per group."""
-    *batch, rows, columns = matrices.shape
-    return matrices.reshape(*batch, groups, rows // groups, columns)
+def _by_group(matrix: Any, groups: int) -> Any:
+    """View a (rows, columns) matrix as (groups, rows/groups, columns): one block of rows per group."""
+    rows, columns = matrix.shape
+    return matrix.reshape(groups, rows // groups, columns)
 
 
 def _grouped_matmul(
@@ -258,9 +258,9 @@ def _grouped_matmul(
 ) -> None:
     """``out[g] = W[g] @ inputs[g]`` (or ``W[g].T @ inputs[g]``) for every group g, written into ``out``.
 
-    ``weight_matrix``: (C_out, K_g); ``inputs``/``out``: (rows, columns) matrices or (N, rows, columns)
-    batches whose rows split into ``groups`` equal consecutive blocks. One ``matmul`` call does every group
-    (and every sample of a batch): it loops over the leading axes in C, calling BLAS once per block.
+    ``weight_matrix``: (C_out, K_g); ``inputs``/``out``: matrices whose rows split into ``groups`` equal
+    consecutive blocks. One ``matmul`` call does every group: it loops over the groups in C, calling BLAS
+    once per group (once in all for ``groups=1``).
     """
     weights = _by_group(weight_matrix, groups)  # (groups, C_out/groups, K_g)
     if transpose_weight:
