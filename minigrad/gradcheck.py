@@ -61,12 +61,14 @@ class GradcheckReport:
         return max((row.max_rel_error for row in self.rows), default=0.0)
 
     def __str__(self) -> str:
-        header = f"{'input':<16}{'shape':<20}{'checked':>8}{'max abs err':>13}{'max rel err':>13}  {'worst at':<16}ok"
+        name_width = max([len("input"), *(len(r.name) for r in self.rows)]) + 2  # fits parameter names
+        header = (f"{'input':<{name_width}}{'shape':<20}{'checked':>8}{'max abs err':>13}{'max rel err':>13}"
+                  f"  {'worst at':<16}ok")
         lines = [header, "-" * len(header)]
         for r in self.rows:
             lines.append(
-                f"{r.name:<16}{str(r.shape):<20}{r.checked:>8}{r.max_abs_error:>13.2e}{r.max_rel_error:>13.2e}"
-                f"  {str(r.worst_index):<16}{'yes' if r.passed else 'NO'}"
+                f"{r.name:<{name_width}}{str(r.shape):<20}{r.checked:>8}{r.max_abs_error:>13.2e}"
+                f"{r.max_rel_error:>13.2e}  {str(r.worst_index):<16}{'yes' if r.passed else 'NO'}"
             )
         return "\n".join(lines)
 
