@@ -194,6 +194,36 @@ def test_max_pool_argmax_is_the_winning_kernel_tap():
     assert ctx["argmax"].dtype == np.int8
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, stride=1, padding=1, ceil_mode=True),  # GoogLeNet's branch-4 pool
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),  # its pools between stages
+    dict(kernel_size=(2, 3), stride=(1, 2), padding=1, dilation=(2, 1)),
+])
+def test_max_pool_winners_are_torchs_flat_indices(kwargs):
+    """The backward's scatter targets (tap offset + window start, in the padded chunk) are torch's indices."""
+    x = random_input((2, 3, 9, 8), np.float64)
+    _, ctx = max_pool2d_forward(x, **kwargs)
+    _, torch_indices = F.max_pool2d(torch.tensor(x), return_indices=True, **kwargs)
+    geometry = ctx["geometry"]
+    winners = pooling._tap_offsets(np, geometry)[ctx["argmax"]] + pooling._window_start_indices(np, 2, 3, geometry)
+    padded_h, padded_w = geometry.padded_size
+    rows = winners % (padded_h * padded_w) // padded_w - geometry.padding[0]
+    cols = winners % padded_w - geometry.padding[1]
+    np.testing.assert_array_equal(rows * 8 + cols, torch_indices.numpy())
+
+
+def test_max_pool_backward_adds_overlapping_windows_in_torchs_order():
+    """float32, many ties (ReLU-like zeros): the scatter-add sums a pixel's gradients in torch's order,
+    so the input gradient is bit for bit torch's, even where one pixel wins several windows."""
+    x = np.maximum(random_input((3, 4, 10, 10), np.float32), 0)
+    for stride in (1, 2):
+        kwargs = dict(kernel_size=3, stride=stride, padding=1, ceil_mode=True)
+        expected_out, expected_grad, grad_out = torch_reference(F.max_pool2d, x, **kwargs)
+        out, ctx = max_pool2d_forward(x, **kwargs)
+        np.testing.assert_array_equal(out, expected_out)
+        np.testing.assert_array_equal(max_pool2d_backward(grad_out, ctx), expected_grad)
+
+
 # ---------------------------------------------------------------------------
 # Average pooling
 # ---------------------------------------------------------------------------
