@@ -229,27 +229,59 @@ def _max_pool_chunk(x: Any, geometry: _Geometry, best: Any, argmax: Any) -> None
     """Fill ``best`` (n, C, OH, OW) with the window maxima of x: (n, C, H, W) and ``argmax`` with their taps."""
     xp = backend.xp_of(x)
     padded = _pad(x, geometry, fill=-float("inf"))
-    best[...] = _window(padded, 0, 0, geometry)  # the running max starts at tap 0
+    if geometry.stride == (1, 1):
+        _max_pool_stride_1(padded, geometry, best, argmax)
+    else:
+        windows = [_window(padded, i, j, geometry) for _, i, j in _kernel_taps(geometry)]
+        _running_max(windows, best, argmax)
+    if xp.isnan(best).any():
+        # `maximum` carried the NaN into `best`, but `greater` never picks a NaN; torch's rule is that the
+        # last NaN of a window wins. Rare, so done as a second pass only when needed.
+        for position, i, j in _kernel_taps(geometry):
+            xp.copyto(argmax, argmax.dtype.type(position), where=xp.isnan(_window(padded, i, j, geometry)))
+
+
+def _running_max(windows: list, best: Any, argmax: Any) -> None:
+    """``best`` = the elementwise max of ``windows`` (arrays shaped like ``best``); ``argmax`` = the index
+    of the first window that holds it."""
+    xp = backend.xp_of(best)
+    best[...] = windows[0]  # the running max starts at tap 0
     argmax[...] = 0
     wins = xp.empty(best.shape, dtype=bool)
     tap_if_won = xp.empty(best.shape, dtype=argmax.dtype)
-    for position, i, j in _kernel_taps(geometry):
-        if position == 0:
-            continue
-        window = _window(padded, i, j, geometry)
+    for position, window in enumerate(windows[1:], start=1):
         # Strictly greater: of equal maxima the first one keeps its place, as in torch. Compare *before*
         # updating the running max.
         xp.greater(window, best, out=wins)
         xp.maximum(best, window, out=best)
         # argmax = where(wins, position, argmax), written as a max: taps come in increasing order, so the
         # last tap that won is the largest. (Masked writes such as copyto(where=) are ~10x slower in NumPy.)
-        xp.multiply(wins, argmax.dtype.type(position), out=tap_if_won)
+        # The booleans are read as int8 0/1: multiplying int8 by int8 skips a bool -> int8 conversion.
+        xp.multiply(wins.view(xp.int8), argmax.dtype.type(position), out=tap_if_won)
         xp.maximum(argmax, tap_if_won, out=argmax)
-    if xp.isnan(best).any():
-        # `maximum` carried the NaN into `best`, but `greater` never picks a NaN; torch's rule is that the
-        # last NaN of a window wins. Rare, so done as a second pass only when needed.
-        for position, i, j in _kernel_taps(geometry):
-            xp.copyto(argmax, argmax.dtype.type(position), where=xp.isnan(_window(padded, i, j, geometry)))
+
+
+def _max_pool_stride_1(padded: Any, geometry: _Geometry, best: Any, argmax: Any) -> None:
+    """:func:`_running_max` of a stride-1 pool, run on the padded chunk seen as one long 1-D array.
+
+    With stride 1, output ``(oh, ow)``'s window starts at padded pixel ``(oh, ow)``, so kernel tap ``(i, j)``
+    of *every* output of every plane is the flattened padded chunk shifted by ``i * dH * Wp + j * dW``
+    (:func:`_tap_offsets`): one contiguous slice. The running max is computed at every padded pixel and
+    the ones past the last output row or column (their windows wrap into the next row or plane) are
+    thrown away: 13% more work at 32x32, 56% at 8x8, but a contiguous 1-D loop runs about 3x faster than
+    the strided windows, whose rows of 8 to 32 outputs make NumPy restart its inner loop at every row.
+    """
+    xp = backend.xp_of(padded)
+    flat = padded.reshape(-1)
+    offsets = _tap_offsets(geometry)
+    length = flat.size - offsets[-1]  # every position whose last tap is still inside the chunk
+    wide_best = xp.empty(padded.shape, dtype=best.dtype)  # an output at every padded pixel
+    wide_argmax = xp.empty(padded.shape, dtype=argmax.dtype)
+    windows = [flat[offset : offset + length] for offset in offsets]
+    _running_max(windows, wide_best.reshape(-1)[:length], wide_argmax.reshape(-1)[:length])
+    out_h, out_w = geometry.output_size
+    best[...] = wide_best[:, :, :out_h, :out_w]  # all real outputs lie before `length`
+    argmax[...] = wide_argmax[:, :, :out_h, :out_w]
 
 
 def max_pool2d_backward(grad_out: Any, ctx: dict) -> Any:
@@ -271,7 +303,7 @@ def max_pool2d_backward(grad_out: Any, ctx: dict) -> Any:
     chunks = _batch_chunks(grad_out)
     images_per_chunk = chunks[0].stop - chunks[0].start
     window_starts = _window_start_indices(xp, images_per_chunk, grad_out.shape[1], geometry)
-    tap_offsets = _tap_offsets(xp, geometry)
+    tap_offsets = xp.asarray(_tap_offsets(geometry), dtype=xp.int64)
     grad_x = xp.empty(grad_out.shape[:2] + geometry.input_size, dtype=grad_out.dtype)
     grad_padded = xp.empty((images_per_chunk, grad_out.shape[1]) + geometry.padded_size, dtype=grad_out.dtype)
     for batch in chunks:
@@ -285,16 +317,15 @@ def max_pool2d_backward(grad_out: Any, ctx: dict) -> Any:
     return grad_x[0] if ctx["unbatched"] else grad_x
 
 
-def _tap_offsets(xp: Any, geometry: _Geometry) -> Any:
-    """Flat offset of each kernel tap from its window's top-left corner in a padded plane: (kH * kW,) int64.
+def _tap_offsets(geometry: _Geometry) -> list[int]:
+    """Flat offset of each kernel tap from its window's top-left corner in a padded plane, in tap order.
 
     Tap ``(i, j)`` (number ``i * kW + j``, as in ``argmax``) sits ``i * dH`` rows and ``j * dW`` columns
     in, that is ``i * dH * Wp + j * dW`` elements along a row-major plane of width ``Wp``.
     """
     padded_w = geometry.padded_size[1]
     (dilation_h, dilation_w) = geometry.dilation
-    offsets = [i * dilation_h * padded_w + j * dilation_w for _, i, j in _kernel_taps(geometry)]
-    return xp.asarray(offsets, dtype=xp.int64)
+    return [i * dilation_h * padded_w + j * dilation_w for _, i, j in _kernel_taps(geometry)]
 
 
 def _window_start_indices(xp: Any, images: int, channels: int, geometry: _Geometry) -> Any:
