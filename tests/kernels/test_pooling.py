@@ -213,6 +213,18 @@ def test_max_pool_winners_are_torchs_flat_indices(kwargs):
     np.testing.assert_array_equal(rows * 8 + cols, torch_indices.numpy())
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+    dict(kernel_size=(2, 3), stride=1, dilation=(2, 1)),  # no padding: the flat view is of x itself
+])
+def test_max_pool_stride_1_flat_path_in_chunks_and_on_a_non_contiguous_input(monkeypatch, kwargs):
+    """Stride 1 runs on each chunk flattened to 1-D, where windows of the dropped positions wrap into the
+    next row or image: small chunks (2 images) and a transposed input must not change the result."""
+    monkeypatch.setattr(pooling, "_CHUNK_ELEMENTS", 100)
+    x = random_input((5, 3, 7, 6), np.float32).transpose(0, 1, 3, 2)
+    check_max_pool(x, **kwargs)
+
+
 def test_max_pool_backward_adds_overlapping_windows_in_torchs_order():
     """float32, many ties (ReLU-like zeros): the scatter-add sums a pixel's gradients in torch's order,
     so the input gradient is bit for bit torch's, even where one pixel wins several windows."""
