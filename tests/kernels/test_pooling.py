@@ -219,7 +219,7 @@ def test_max_pool_winners_are_torchs_flat_indices(kwargs):
 ])
 def test_max_pool_stride_1_flat_path_in_chunks_and_on_a_non_contiguous_input(monkeypatch, kwargs):
     """Stride 1 runs on each chunk flattened to 1-D, where windows of the dropped positions wrap into the
-    next row or image: small chunks (2 images) and a transposed input must not change the result."""
+    next row or image: one-image chunks and a transposed input must not change the result."""
     monkeypatch.setattr(pooling, "_CHUNK_ELEMENTS", 100)
     x = random_input((5, 3, 7, 6), np.float32).transpose(0, 1, 3, 2)
     check_max_pool(x, **kwargs)
