@@ -22,31 +22,8 @@ def _empty(*shape: int) -> Parameter:
     return Parameter(numpy.zeros(shape, dtype=float32))
 
 
-class Sequential(Module):
-    """Modules applied one after another; children are named "0", "1", ... as in PyTorch."""
-
-    def __init__(self, *modules: Module) -> None:
-        super().__init__()
-        for index, module in enumerate(modules):
-            self.add_module(str(index), module)
-
-    def forward(self, x: Any) -> Any:
-        for module in self._modules.values():
-            x = module(x)
-        return x
-
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
-
 class ModuleList(Module):
-    """A list of sub-modules, registered as "0", "1", ..."""
+    """A list of sub-modules, registered as "0", "1", ... (so their parameters are found)."""
 
     def __init__(self, modules: Iterable[Module] = ()) -> None:
         super().__init__()
@@ -65,6 +42,18 @@ class ModuleList(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+
+class Sequential(ModuleList):
+    """Modules applied one after another; children are named "0", "1", ... as in PyTorch."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__(modules)
+
+    def forward(self, x: Any) -> Any:
+        for module in self:
+            x = module(x)
+        return x
 
 
 class Identity(Module):
