@@ -1,0 +1,1 @@
+"""Tests of minigrad.nn: Module bookkeeping, layers against torch, and weight initialisation."""
