@@ -266,6 +266,24 @@ def test_avg_pool_divisor_rules_match_torch_on_a_grid():
                                    count_include_pad=include_pad)
 
 
+@pytest.mark.parametrize("use_matrices", [True, False], ids=["matrices", "taps"])
+@pytest.mark.parametrize("options", AVG_OPTIONS, ids=["include_pad", "exclude_pad", "divisor_3"])
+@pytest.mark.parametrize("shape, kwargs", [
+    ((2, 3, 14, 14), dict(kernel_size=5, stride=3)),  # the auxiliary heads' pool (paper variant)
+    ((2, 3, 9, 8), dict(kernel_size=(3, 2), stride=(2, 1), padding=1, ceil_mode=True)),
+    ((3, 6, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),  # unbatched, window past the edge
+])
+def test_avg_pool_matrices_and_taps_both_match_torch(monkeypatch, shape, kwargs, options, use_matrices):
+    monkeypatch.setattr(pooling, "_matrices_are_cheaper", lambda geometry: use_matrices)
+    for dtype in (np.float64, np.float32):
+        check_avg_pool(random_input(shape, dtype), **kwargs, **options)
+
+
+def test_avg_pool_takes_the_matrices_for_large_windows_on_small_maps():
+    assert "rows" in avg_pool2d_forward(random_input((2, 3, 16, 16), np.float32), 5, 3)[1]  # aux heads' pool
+    assert "rows" not in avg_pool2d_forward(random_input((2, 3, 32, 32), np.float32), 3, 1, 1)[1]  # 3x3/1 at 32
+
+
 def test_avg_pool_divisor_clips_to_the_padded_input_in_ceil_mode():
     # H=W=6, k=3, s=2, p=1, ceil: the last window starts at 5 and would end at 8, past H + p = 7. torch
     # divides by (7 - 5) * ... there, not by 9, and by the real elements only without count_include_pad.
