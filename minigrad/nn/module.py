@@ -51,16 +51,28 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning {name!r}")
-        for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
-        elif name in self.__dict__.get("_buffer_names", ()):
-            self._buffers[name] = value
-        else:
-            object.__setattr__(self, name, value)
+        if isinstance(value, (Parameter, Module)):
+            self.__dict__.pop(name, None)  # else a plain attribute of the same name would win on lookup
+            for table in (self._parameters, self._buffers, self._modules):
+                table.pop(name, None)
+            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+            return
+        # A registered name keeps its kind. A plain value there would silently drop out of parameters()
+        # and state_dict(), so it is an error (as in PyTorch); None marks the entry absent (bias=False).
+        for table, kind, expected in (
+            (self._parameters, "parameter", "an nn.Parameter"),
+            (self._modules, "sub-module", "an nn.Module"),
+            (self._buffers, "buffer", "a Tensor"),
+        ):
+            if name in table:
+                if value is not None and not (kind == "buffer" and isinstance(value, Tensor)):
+                    raise TypeError(
+                        f"{type(self).__name__}: cannot assign {type(value).__name__} to {kind} {name!r}; "
+                        f"assign {expected} or None, or `del` it first"
+                    )
+                table[name] = value
+                return
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:  # called only when normal lookup fails
         for table in ("_parameters", "_buffers", "_modules"):
@@ -78,7 +90,6 @@ class Module:
 
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """A tensor that belongs in the state dict but is not trained (e.g. BatchNorm's running_mean)."""
-        self.__dict__.setdefault("_buffer_names", set()).add(name)
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
 

@@ -359,3 +359,28 @@ def test_apply_reaches_every_module_and_can_initialise():
     # every module comes after all of its children
     for module in visited:
         assert all(visited.index(child) < visited.index(module) for child in module.children())
+
+
+def test_a_plain_attribute_replaced_by_a_parameter_or_module_is_not_shadowed():
+    block = Block()
+    block.label = nn.ReLU()  # was a plain string: the module must win on lookup, as in torch
+    assert "label" not in block.__dict__ and block.label is block._modules["label"]
+    block.threshold = 0.5
+    block.threshold = nn.Parameter(numpy.ones(2, dtype=numpy.float32))
+    assert isinstance(block.threshold, nn.Parameter) and "threshold" in dict(block.named_parameters())
+    block.threshold = None  # None keeps the name registered as an absent parameter (like bias=False)
+    assert block.threshold is None and "threshold" not in block.state_dict()
+
+
+def test_assigning_a_plain_value_over_a_parameter_or_module_is_a_type_error():
+    layer = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"Linear: cannot assign .*Tensor.* to parameter 'weight'.*nn\.Parameter"):
+        layer.weight = Tensor(numpy.zeros((2, 3), dtype=numpy.float32))
+    assert "weight" in layer.state_dict()  # still registered, not silently dropped from training
+    model = nn.Sequential(nn.ReLU())
+    model.head = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"Sequential: cannot assign .*str.* to sub-module 'head'"):
+        model.head = "linear"
+    block = Block()
+    with pytest.raises(TypeError, match=r"Block: cannot assign .*int.* to buffer 'count'"):
+        block.count = 3
