@@ -179,9 +179,11 @@ class Module:
             yield buffer
 
     def apply(self, fn: Callable[[Module], None]) -> Module:
-        """Call ``fn`` on every sub-module and then on this one (used for custom initialisation)."""
-        for module in list(self.modules())[::-1]:
-            fn(module)
+        """Call ``fn`` on every sub-module (depth first, in order) and then on this one, as PyTorch does
+        (used for custom initialisation)."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
         return self
 
     # ----- state ------------------------------------------------------------------------------

@@ -384,3 +384,11 @@ def test_assigning_a_plain_value_over_a_parameter_or_module_is_a_type_error():
     block = Block()
     with pytest.raises(TypeError, match=r"Block: cannot assign .*int.* to buffer 'count'"):
         block.count = 3
+
+
+def test_apply_visits_modules_in_torchs_order():
+    """Children first, in registration order, then the parent (so seeded custom inits run layer by layer)."""
+    ours, theirs = [], []
+    nested_model(nn).apply(lambda module: ours.append(type(module).__name__))
+    nested_model(torch.nn).apply(lambda module: theirs.append(type(module).__name__))
+    assert ours == theirs
