@@ -234,14 +234,16 @@ class Module:
         return missing, unexpected
 
     def to(self, device: str | None = None, dtype: Any = None) -> Module:
-        """Move (and/or cast floating-point) parameters and buffers in place; returns self."""
+        """Move (and/or cast floating-point) parameters, their gradients and buffers in place; returns self."""
+
+        def moved(data: Any) -> Any:
+            data = data if device is None else backend.to_device(data, device)
+            return data.astype(dtype, copy=False) if dtype is not None and data.dtype.kind == "f" else data
+
         for tensor in [*self.parameters(), *self.buffers()]:
-            data = tensor.data if device is None else backend.to_device(tensor.data, device)
-            if dtype is not None and data.dtype.kind == "f":
-                data = data.astype(dtype, copy=False)
-            tensor.data = data
+            tensor.data = moved(tensor.data)
             if tensor.grad is not None:
-                tensor.grad = None
+                tensor.grad.data = moved(tensor.grad.data)
         return self
 
     def double(self) -> Module:

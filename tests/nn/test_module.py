@@ -392,3 +392,16 @@ def test_apply_visits_modules_in_torchs_order():
     nested_model(nn).apply(lambda module: ours.append(type(module).__name__))
     nested_model(torch.nn).apply(lambda module: theirs.append(type(module).__name__))
     assert ours == theirs
+
+
+def test_to_keeps_gradients_and_casts_them_with_their_parameters():
+    model = small_model()
+    model(random_input((2, 3, 5, 5))).sum().backward()
+    grads = {name: p.grad.numpy() for name, p in model.named_parameters()}
+    model.to("cpu")  # nothing to move: the gradients stay
+    model.double()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.dtype == numpy.float64, name
+        numpy.testing.assert_array_equal(parameter.grad.numpy(), grads[name], err_msg=name)
+    model(random_input((2, 3, 5, 5), numpy.float64)).sum().backward()  # accumulates in float64
+    assert model[0].weight.grad.dtype == numpy.float64
