@@ -234,14 +234,18 @@ class _BatchNorm(Module):
                 f"use num_features={x.shape[1]} or fix the previous layer"
             )
         use_batch_stats = self.training or self.running_mean is None
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
-        return F.batch_norm(
+        updating = self.training and self.track_running_stats
+        # Count the batch only once batch_norm has accepted it (torch counts first), so a refused batch
+        # leaves every buffer as it was; momentum=None averages over the count including this batch.
+        batches = int(self.num_batches_tracked.item()) + 1 if updating else 1
+        out = F.batch_norm(
             x, self.running_mean if self.track_running_stats else None,
             self.running_var if self.track_running_stats else None, self.weight, self.bias,
-            training=use_batch_stats, momentum=self.momentum, eps=self.eps,
-            num_batches_tracked=int(self.num_batches_tracked.item()) if self.track_running_stats else 1,
+            training=use_batch_stats, momentum=self.momentum, eps=self.eps, num_batches_tracked=batches,
         )
+        if updating:
+            self.num_batches_tracked.data += 1
+        return out
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"

@@ -244,6 +244,16 @@ def test_batchnorm_errors_name_the_shape_and_the_fix():
         nn.BatchNorm1d(3)(Tensor(numpy.zeros((1, 3), dtype=numpy.float32)))
 
 
+def test_a_rejected_batch_leaves_the_running_statistics_alone():
+    """torch counts a batch of one before refusing it; minigrad counts only batches it normalised, so a
+    caught error does not skew momentum=None's cumulative average."""
+    layer = nn.BatchNorm1d(3)
+    with pytest.raises(ValueError):
+        layer(Tensor(numpy.ones((1, 3), dtype=numpy.float32)))
+    assert layer.num_batches_tracked.item() == 0
+    numpy.testing.assert_array_equal(layer.running_var.numpy(), numpy.ones(3))
+
+
 @pytest.mark.parametrize("in_channels, out_channels, groups", [(4, 6, 3), (3, 4, 2)])
 def test_conv2d_groups_must_divide_the_channels(in_channels, out_channels, groups):
     with pytest.raises(ValueError, match=rf"Conv2d: groups={groups} must divide in_channels={in_channels} "
