@@ -33,11 +33,15 @@ def calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
-    """The recommended gain: 1 for linear/sigmoid, 5/3 for tanh, sqrt(2) for relu, sqrt(2/(1+a^2)) for leaky."""
-    if nonlinearity in ("linear", "conv2d", "sigmoid", "identity"):
+    """The recommended gain: 1 for linear/conv/sigmoid, 5/3 for tanh, sqrt(2) for relu, sqrt(2/(1+a^2)) for
+    leaky_relu with slope a (default 0.01), 3/4 for selu (PyTorch's values)."""
+    convolutions = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+    if nonlinearity in ("linear", "identity", "sigmoid", *convolutions):
         return 1.0
     if nonlinearity == "tanh":
         return 5.0 / 3
+    if nonlinearity == "selu":
+        return 3.0 / 4
     if nonlinearity == "relu":
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":

@@ -49,6 +49,12 @@ def test_calculate_gain_matches_torch(nonlinearity, param):
         torch.nn.init.calculate_gain(nonlinearity, param), rel=1e-15)
 
 
+@pytest.mark.parametrize("nonlinearity", ["conv1d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                                          "conv_transpose3d", "selu"])
+def test_calculate_gain_knows_every_name_torch_knows(nonlinearity):
+    assert init.calculate_gain(nonlinearity) == pytest.approx(torch.nn.init.calculate_gain(nonlinearity), rel=1e-15)
+
+
 def test_calculate_gain_refuses_unknown_nonlinearities():
     with pytest.raises(ValueError, match="calculate_gain: unknown nonlinearity 'gelu'"):
         init.calculate_gain("gelu")
