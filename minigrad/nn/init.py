@@ -85,12 +85,19 @@ def trunc_normal_(
     return _fill(tensor, xp.asarray(values))
 
 
+def _fan(tensor: Tensor, mode: str, caller: str) -> int:
+    """fan_in (keeps the forward pass's variance) or fan_out (keeps the backward pass's)."""
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"{caller}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
+    return fan_in if mode == "fan_in" else fan_out
+
+
 def kaiming_uniform_(
     tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator: Any = None
 ) -> Tensor:
     """He et al. 2015: U(-bound, bound) with bound = gain * sqrt(3 / fan)."""
-    fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
-    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / (fan_in if mode == "fan_in" else fan_out))
+    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / _fan(tensor, mode, "kaiming_uniform_"))
     return uniform_(tensor, -bound, bound, generator)
 
 
@@ -98,8 +105,7 @@ def kaiming_normal_(
     tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator: Any = None
 ) -> Tensor:
     """He et al. 2015: N(0, std^2) with std = gain / sqrt(fan)."""
-    fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
-    std = calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode, "kaiming_normal_"))
     return normal_(tensor, 0.0, std, generator)
 
 

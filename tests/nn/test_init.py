@@ -159,6 +159,13 @@ def test_constant_zeros_and_ones():
         assert tensor.dtype == dtype
 
 
+@pytest.mark.parametrize("initialise", [init.kaiming_uniform_, init.kaiming_normal_], ids=["uniform", "normal"])
+def test_kaiming_refuses_an_unknown_mode(initialise):
+    """A typo such as mode="fanin" must not silently mean fan_out."""
+    with pytest.raises(ValueError, match=r"kaiming_\w+: mode must be 'fan_in' or 'fan_out', got 'fanin'"):
+        initialise(empty((3, 4)), mode="fanin")
+
+
 # ----- dtypes, in-place, seeding --------------------------------------------------------------
 RANDOM_INITS = {
     "uniform_": lambda t, g: init.uniform_(t, -0.5, 0.5, generator=g),
