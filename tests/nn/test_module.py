@@ -405,3 +405,10 @@ def test_to_keeps_gradients_and_casts_them_with_their_parameters():
         numpy.testing.assert_array_equal(parameter.grad.numpy(), grads[name], err_msg=name)
     model(random_input((2, 3, 5, 5), numpy.float64)).sum().backward()  # accumulates in float64
     assert model[0].weight.grad.dtype == numpy.float64
+
+
+def test_batchnorm_repr_tells_whether_running_statistics_are_tracked():
+    """Two BatchNorms that normalise differently in eval mode must not print the same."""
+    assert repr(nn.BatchNorm2d(4)) == "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+    assert repr(nn.BatchNorm1d(3, momentum=None, affine=False, track_running_stats=False)) == (
+        "BatchNorm1d(3, eps=1e-05, momentum=None, affine=False, track_running_stats=False)")
