@@ -6,6 +6,9 @@ same model in torch and compares.
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy
 import pytest
 import torch
@@ -412,3 +415,15 @@ def test_batchnorm_repr_tells_whether_running_statistics_are_tracked():
     assert repr(nn.BatchNorm2d(4)) == "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
     assert repr(nn.BatchNorm1d(3, momentum=None, affine=False, track_running_stats=False)) == (
         "BatchNorm1d(3, eps=1e-05, momentum=None, affine=False, track_running_stats=False)")
+
+
+def test_deepcopy_and_pickle_give_an_independent_model_with_the_same_state():
+    model = small_model()
+    model(random_input((2, 3, 5, 5)))  # move the running statistics off their defaults
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        state, twin_state = model.state_dict(), twin.state_dict()
+        assert list(twin_state) == list(state)
+        for key in state:
+            numpy.testing.assert_array_equal(twin_state[key], state[key], err_msg=key)
+        twin[0].weight.data[...] = 0.0
+        assert model[0].weight.numpy().any() and twin[0].weight is not model[0].weight
