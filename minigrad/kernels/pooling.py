@@ -241,44 +241,64 @@ def _max_pool_chunk(x: Any, geometry: _Geometry, best: Any, argmax: Any) -> None
             xp.copyto(argmax, argmax.dtype.type(position), where=xp.isnan(_window(padded, i, j, geometry)))
 
 
-def _running_max(windows: list, best: Any, argmax: Any) -> None:
-    """``best`` = the elementwise max of ``windows`` (arrays shaped like ``best``); ``argmax`` = the index
-    of the first window that holds it."""
+def _running_max(windows: list, best: Any, argmax: Any, codes: list | None = None) -> None:
+    """``best`` = the elementwise max of ``windows`` (arrays shaped like ``best``); ``argmax`` = the code of
+    the first window that holds it.
+
+    codes: what ``argmax`` records for each window: its index by default, or arrays (one value per
+    element); they must grow from window to window, since the update below keeps the largest code won.
+    """
     xp = backend.xp_of(best)
+    if codes is None:
+        codes = [argmax.dtype.type(position) for position in range(len(windows))]
     best[...] = windows[0]  # the running max starts at tap 0
-    argmax[...] = 0
+    argmax[...] = codes[0]
     wins = xp.empty(best.shape, dtype=bool)
     tap_if_won = xp.empty(best.shape, dtype=argmax.dtype)
-    for position, window in enumerate(windows[1:], start=1):
+    for window, code in zip(windows[1:], codes[1:]):
         # Strictly greater: of equal maxima the first one keeps its place, as in torch. Compare *before*
         # updating the running max.
         xp.greater(window, best, out=wins)
         xp.maximum(best, window, out=best)
-        # argmax = where(wins, position, argmax), written as a max: taps come in increasing order, so the
-        # last tap that won is the largest. (Masked writes such as copyto(where=) are ~10x slower in NumPy.)
+        # argmax = where(wins, code, argmax), written as a max: codes grow from window to window, so the
+        # last one that won is the largest. (Masked writes such as copyto(where=) are ~10x slower in NumPy.)
         # The booleans are read as int8 0/1: multiplying int8 by int8 skips a bool -> int8 conversion.
-        xp.multiply(wins.view(xp.int8), argmax.dtype.type(position), out=tap_if_won)
+        xp.multiply(wins.view(xp.int8), code, out=tap_if_won)
         xp.maximum(argmax, tap_if_won, out=argmax)
 
 
 def _max_pool_stride_1(padded: Any, geometry: _Geometry, best: Any, argmax: Any) -> None:
-    """:func:`_running_max` of a stride-1 pool, run on the padded chunk seen as one long 1-D array.
+    """The window maxima of a stride-1 pool, computed on the padded chunk seen as one long 1-D array, one
+    axis at a time.
 
-    With stride 1, output ``(oh, ow)``'s window starts at padded pixel ``(oh, ow)``, so kernel tap ``(i, j)``
-    of *every* output of every plane is the flattened padded chunk shifted by ``i * dH * Wp + j * dW``
-    (:func:`_tap_offsets`): one contiguous slice. The running max is computed at every padded pixel and
-    the ones past the last output row or column (their windows wrap into the next row or plane) are
-    thrown away: 13% more work at 32x32, 56% at 8x8, but a contiguous 1-D loop runs about 3x faster than
-    the strided windows, whose rows of 8 to 32 outputs make NumPy restart its inner loop at every row.
+    Flat: with stride 1, output ``(oh, ow)``'s window starts at padded pixel ``(oh, ow)``, so kernel tap
+    ``(i, j)`` of *every* output of every plane is the flattened padded chunk shifted by
+    ``i * dH * Wp + j * dW``: one contiguous slice. Maxima are computed at every padded pixel and the ones
+    past the last output row or column (their windows wrap into the next row or plane) are thrown away:
+    13% more work at 32x32, 56% at 8x8, but a contiguous 1-D loop runs about 3x faster than the strided
+    windows, whose rows of 8 to 32 outputs make NumPy restart its inner loop at every row.
+
+    Separable: the max over a kH x kW window is the max over its kH rows of each row's max over kW
+    columns, so 3x3 takes 2 + 2 comparison steps instead of 8 (1.4x faster). The tie rule survives:
+    the first row that holds the maximum wins, and within it the first column, which is exactly the first
+    maximum in row-major order; the winning tap is ``i * kW + j``, j taken from the winning row.
     """
     xp = backend.xp_of(padded)
+    (kernel_h, kernel_w), (dilation_h, dilation_w) = geometry.kernel, geometry.dilation
+    row_step = dilation_h * geometry.padded_size[1]  # from one kernel row to the next in the flat array
     flat = padded.reshape(-1)
-    offsets = _tap_offsets(geometry)
-    length = flat.size - offsets[-1]  # every position whose last tap is still inside the chunk
+    # 1. Along the rows: at every position, the max of the kW taps to its right, and which one (j) won.
+    row_length = flat.size - (kernel_w - 1) * dilation_w
+    row_best = xp.empty(row_length, dtype=best.dtype)
+    row_tap = xp.empty(row_length, dtype=argmax.dtype)
+    _running_max([flat[j * dilation_w : j * dilation_w + row_length] for j in range(kernel_w)], row_best, row_tap)
+    # 2. Down the columns: the max of the kH row maxima below every position; tap i * kW + that row's j.
+    length = row_length - (kernel_h - 1) * row_step  # every position whose whole window is in the chunk
     wide_best = xp.empty(padded.shape, dtype=best.dtype)  # an output at every padded pixel
     wide_argmax = xp.empty(padded.shape, dtype=argmax.dtype)
-    windows = [flat[offset : offset + length] for offset in offsets]
-    _running_max(windows, wide_best.reshape(-1)[:length], wide_argmax.reshape(-1)[:length])
+    rows = [slice(i * row_step, i * row_step + length) for i in range(kernel_h)]
+    _running_max([row_best[row] for row in rows], wide_best.reshape(-1)[:length], wide_argmax.reshape(-1)[:length],
+                 codes=[row_tap[row] + argmax.dtype.type(i * kernel_w) for i, row in enumerate(rows)])
     out_h, out_w = geometry.output_size
     best[...] = wide_best[:, :, :out_h, :out_w]  # all real outputs lie before `length`
     argmax[...] = wide_argmax[:, :, :out_h, :out_w]
