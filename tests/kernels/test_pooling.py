@@ -225,6 +225,27 @@ def test_max_pool_stride_1_flat_path_in_chunks_and_on_a_non_contiguous_input(mon
     check_max_pool(x, **kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, stride=1, padding=1),
+    dict(kernel_size=(2, 4), stride=1, padding=(1, 2), dilation=(2, 1)),
+    dict(kernel_size=(3, 2), stride=1, ceil_mode=True),
+])
+def test_max_pool_stride_1_rows_then_columns_keeps_torchs_tie_rule(kwargs):
+    """Values from {0, 1, 2}: most windows hold their maximum several times, in several rows. The
+    row-by-row max must still pick the first maximum in row-major order: torch's indices, exactly."""
+    x = np.random.default_rng(5).integers(0, 3, (2, 3, 9, 8)).astype(np.float32)
+    out, ctx = max_pool2d_forward(x, **kwargs)
+    expected, torch_indices = F.max_pool2d(torch.tensor(x), return_indices=True, **kwargs)
+    np.testing.assert_array_equal(out, expected.numpy())
+    geometry = ctx["geometry"]
+    winners = np.asarray(pooling._tap_offsets(geometry))[ctx["argmax"]] + pooling._window_start_indices(
+        np, 2, 3, geometry)
+    padded_h, padded_w = geometry.padded_size
+    rows = winners % (padded_h * padded_w) // padded_w - geometry.padding[0]
+    cols = winners % padded_w - geometry.padding[1]
+    np.testing.assert_array_equal(rows * 8 + cols, torch_indices.numpy())
+
+
 def test_max_pool_backward_adds_overlapping_windows_in_torchs_order():
     """float32, many ties (ReLU-like zeros): the scatter-add sums a pixel's gradients in torch's order,
     so the input gradient is bit for bit torch's, even where one pixel wins several windows."""
