@@ -68,16 +68,16 @@ class TrainConfig:
     limit_train: int | None = None  # use only the first N training images (quick runs)
     variant: str = "paper"
     stem: str = "cifar"
-    width: float = 0.25
+    width: float = 0.125
     aux_weight: float = 0.3
     dropout: float | None = None
-    epochs: int | None = 4  # None: with resume, the checkpoint's planned epochs; without, 4
+    epochs: int | None = 3  # None: with resume, the checkpoint's planned epochs; without, 3
     batch_size: int = 64
-    lr: float = 0.05
-    optimizer: str = "sgd"
+    lr: float = 0.004  # AdamW's; with --optimizer sgd use about 0.05
+    optimizer: str = "adamw"
     momentum: float = 0.9
     schedule: str = "onecycle"
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.01  # AdamW's decoupled decay; with sgd use about 5e-4
     label_smoothing: float = 0.0
     augment: bool = True
     device: str = "cpu"
@@ -541,11 +541,11 @@ def register_command(commands: Any) -> None:
     add("--epochs", type=int, default=None,
         help=f"how many epochs ({defaults.epochs} for a new run; with --resume, None keeps the checkpoint's)")
     add("--batch-size", type=int, default=defaults.batch_size)
-    add("--lr", type=float, default=defaults.lr, help="(peak) learning rate")
+    add("--lr", type=float, default=defaults.lr, help="(peak) learning rate; about 0.05 for --optimizer sgd")
     add("--optimizer", choices=["sgd", "adam", "adamw"], default=defaults.optimizer)
     add("--momentum", type=float, default=defaults.momentum)
     add("--schedule", choices=["onecycle", "cosine", "step", "constant"], default=defaults.schedule)
-    add("--weight-decay", type=float, default=defaults.weight_decay)
+    add("--weight-decay", type=float, default=defaults.weight_decay, help="about 5e-4 for --optimizer sgd")
     add("--label-smoothing", type=float, default=defaults.label_smoothing)
     add("--no-augment", dest="augment", action="store_false", help="no random crops and flips")
     add("--device", choices=["cpu", "cuda"], default=defaults.device)

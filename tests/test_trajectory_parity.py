@@ -50,7 +50,7 @@ def test_five_sgd_steps_follow_torch_in_float64():
     # Batch 8, not smaller: batch norm over 4 images is so ill-conditioned that rounding differences grow
     # to ~1e-8 in some gradients within 5 steps; with 8 the worst stays near 1e-10.
     config = train.TrainConfig(width=0.125, stem="cifar", train_size=8 * STEPS, test_size=8, batch_size=8,
-                               epochs=1, progress=False)
+                               epochs=1, progress=False, optimizer="sgd", lr=0.05, weight_decay=5e-4)
     train_set, test_set = train.build_datasets(config)
     train_loader, _ = train.build_loaders(config, train_set, test_set)
     assert len(train_loader) == STEPS
