@@ -133,8 +133,8 @@ class ReLU(Function):
     output, which the next layer keeps alive anyway, instead of storing a mask of its own.
     """
 
-    def forward(self, x: Any) -> Any:
-        out = backend.xp_of(x).maximum(x, 0)
+    def forward(self, x: Any, inplace: bool = False) -> Any:
+        out = backend.xp_of(x).maximum(x, 0, out=x if inplace else None)
         if self.needs_input_grad[0]:
             self.out = out
         return out
@@ -223,8 +223,16 @@ def sqrt(x: Tensor) -> Tensor:
     return Sqrt.apply(x)
 
 
-def relu(x: Tensor) -> Tensor:
-    return ReLU.apply(x)
+def relu(x: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0). ``inplace=True`` (as in PyTorch) writes the result over ``x``'s array: no new array, and
+    none kept alive for backward. Only for an ``x`` that nothing else reads afterwards and whose creator
+    saved no copy of it for its own backward, such as batch norm's output in ``BasicConv2d``."""
+    if inplace and x.requires_grad and x.is_leaf:
+        raise RuntimeError(
+            f"relu: inplace=True would overwrite a leaf tensor that requires grad (shape {x.shape}), whose "
+            "values its gradient depends on; use relu(x) instead"
+        )
+    return ReLU.apply(x, inplace=inplace)
 
 
 def sigmoid(x: Tensor) -> Tensor:

@@ -43,6 +43,32 @@ def test_relu_gradient_at_zero_is_zero_like_torch():
     numpy.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
 
 
+def test_relu_inplace_overwrites_its_input_and_gives_the_same_gradients_as_torch():
+    rng = numpy.random.default_rng(0)
+    x = Tensor(rng.standard_normal((3, 4)).astype(numpy.float32), requires_grad=True)
+    scale = Tensor(rng.standard_normal((3, 4)).astype(numpy.float32), requires_grad=True)
+    upstream = rng.standard_normal((3, 4)).astype(numpy.float32)
+    product = x * scale  # a fresh intermediate that nothing else reads: what inplace is for
+    out = F.relu(product, inplace=True)
+    assert out.data is product.data  # no new array
+    out.backward(upstream)
+
+    tx, tscale = torch.tensor(x.numpy(), requires_grad=True), torch.tensor(scale.numpy(), requires_grad=True)
+    expected = torch.relu_(tx * tscale)
+    expected.backward(torch.tensor(upstream))
+    numpy.testing.assert_array_equal(out.numpy(), expected.detach().numpy())
+    numpy.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
+    numpy.testing.assert_allclose(scale.grad.numpy(), tscale.grad.numpy(), rtol=1e-6)
+
+
+def test_relu_inplace_refuses_a_leaf_that_requires_grad():
+    with pytest.raises(RuntimeError, match=r"relu: inplace=True would overwrite a leaf .* \(2,\)"):
+        F.relu(Tensor(numpy.ones(2, dtype=numpy.float32), requires_grad=True), inplace=True)
+    plain = Tensor(numpy.array([-1.0, 2.0], dtype=numpy.float32))  # no gradient wanted: fine, as in torch
+    F.relu(plain, inplace=True)
+    numpy.testing.assert_array_equal(plain.numpy(), [0.0, 2.0])
+
+
 @pytest.mark.parametrize("fn, ref", [(F.log, torch.log), (F.sqrt, torch.sqrt)])
 def test_log_and_sqrt_on_tiny_and_huge_values(fn, ref):
     x = numpy.array([1e-30, 1e-8, 1.0, 1e8, 1e30])
