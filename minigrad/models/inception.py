@@ -135,10 +135,14 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=eps)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.normalize(self.conv(x))
+
+    def normalize(self, conv_output: Tensor) -> Tensor:
+        """The part after the convolution: batch norm, then ReLU."""
         # In place, as torchvision does: batch norm's output is a fresh array that only this ReLU reads and
         # batch norm's backward does not need, so overwriting it saves an array per layer (16% of the
         # training step's peak memory at full width, batch 32) and 3-12% of an eval forward.
-        return F.relu(self.bn(self.conv(x)), inplace=True)
+        return F.relu(self.bn(conv_output), inplace=True)
 
 
 class Inception(nn.Module):
@@ -169,7 +173,48 @@ class Inception(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], dim=1)
+        if self._can_stack_1x1():
+            out1, reduced3, reduced5 = self._stacked_1x1(x)
+            out2, out3 = self.branch2[1](reduced3), self.branch3[1](reduced5)
+        else:  # the same computation, branch by branch
+            out1, out2, out3 = self.branch1(x), self.branch2(x), self.branch3(x)
+        return F.cat([out1, out2, out3, self.branch4(x)], dim=1)
+
+    def _stacked_1x1(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """branch1(x), branch2[0](x), branch3[0](x): the three 1x1 convolutions that read x, as one.
+
+        Their weights stacked along the output channels make one convolution whose output channels are
+        theirs side by side: one pass over x and one matrix multiply instead of three (and one input
+        gradient instead of three to add up), then each piece gets its own batch norm and ReLU. F.cat and
+        F.split are differentiable, so every weight still receives its own gradient. Measured (CPU time,
+        cifar stem): 7% less per training step at width 0.25, 2-5% at full width; 5-9% less per eval forward.
+        """
+        blocks = (self.branch1, self.branch2[0], self.branch3[0])
+        convs = [block.conv for block in blocks]
+        weight = F.cat([conv.weight for conv in convs], dim=0)
+        bias = None if convs[0].bias is None else F.cat([conv.bias for conv in convs], dim=0)
+        pieces = F.split(F.conv2d(x, weight, bias), [conv.out_channels for conv in convs], dim=1)
+        out1, reduced3, reduced5 = (block.normalize(piece) for block, piece in zip(blocks, pieces))
+        return out1, reduced3, reduced5
+
+    def _can_stack_1x1(self) -> bool:
+        """Whether :meth:`_stacked_1x1` may stand in for calling the three modules it replaces.
+
+        They must be plain 1x1 BasicConv2d (a custom ``conv_block`` may be anything), and nothing may be
+        watching their calls: ``minigrad.summary`` hooks every module and ``minigrad.viz`` wraps their
+        forward, and both expect each module to run.
+        """
+        blocks = (self.branch1, self.branch2[0], self.branch3[0])
+        if not all(type(block) is BasicConv2d for block in blocks):
+            return False
+        convs = [block.conv for block in blocks]
+        if any(conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.padding not in ((0, 0), "valid")
+               or conv.dilation != (1, 1) or conv.groups != 1 or (conv.bias is None) != (convs[0].bias is None)
+               for conv in convs):
+            return False
+        watched = (self.branch1, self.branch2, self.branch3)
+        return not any(module._forward_hooks or "forward" in vars(module)
+                       for top in watched for module in top.modules())
 
 
 class InceptionAux(nn.Module):
