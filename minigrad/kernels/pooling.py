@@ -10,9 +10,18 @@ How a window is read without Python loops over pixels: pad the input once, then 
     padded[:, :, i*d : i*d + s*(OH-1) + 1 : s,  j*d : j*d + s*(OW-1) + 1 : s]      shape (N, C, OH, OW)
 
 which holds, for every output pixel at once, the input value under kernel tap ``(i, j)``. Pooling is a
-reduction over those ``kH * kW`` slices (a running max, or a sum), and its backward is ``kH * kW``
-strided adds into a zero gradient of the padded shape. Each slice touches distinct input pixels, so a
-plain ``+=`` is exact; overlapping windows add up across the loop, as they should.
+reduction over those ``kH * kW`` slices (a running max, or a sum), and average pooling's backward is
+``kH * kW`` strided adds into a zero gradient of the padded shape. Each slice touches distinct input
+pixels, so a plain ``+=`` is exact; overlapping windows add up across the loop, as they should.
+
+Where that plain form is slow, a faster one computes the same numbers (the tests hold both to torch):
+
+* max pooling, stride 1 (every branch 4 of GoogLeNet): the padded chunk as one flat 1-D array, rows
+  first, then columns (:func:`_max_pool_stride_1`);
+* max pooling backward: one scatter-add of each window's gradient to the pixel that won it
+  (:func:`max_pool2d_backward`), as torch does;
+* average pooling with a large window on a small map (the auxiliary heads' 5x5/3): two matrix
+  multiplies, since averaging is linear and separable (:func:`_average_by_matrices`).
 """
 
 from __future__ import annotations
@@ -321,7 +330,7 @@ def max_pool2d_backward(grad_out: Any, ctx: dict) -> Any:
     geometry, argmax = ctx["geometry"], ctx["argmax"]
     grad_out = grad_out[None] if ctx["unbatched"] else grad_out
     chunks = _batch_chunks(grad_out)
-    images_per_chunk = chunks[0].stop - chunks[0].start
+    images_per_chunk = min(chunks[0].stop, grad_out.shape[0]) if chunks else 0  # chunk 0 is the largest
     window_starts = _window_start_indices(xp, images_per_chunk, grad_out.shape[1], geometry)
     tap_offsets = xp.asarray(_tap_offsets(geometry), dtype=xp.int64)
     grad_x = xp.empty(grad_out.shape[:2] + geometry.input_size, dtype=grad_out.dtype)

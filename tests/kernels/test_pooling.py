@@ -485,3 +485,9 @@ X = np.zeros((2, 3, 5, 5), np.float32)
 def test_errors_name_the_op_the_shapes_and_the_fix(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_max_pool_of_an_empty_batch_has_an_empty_gradient():
+    out, ctx = max_pool2d_forward(np.zeros((0, 3, 5, 5), dtype=np.float32), 3, 1, 1)
+    assert out.shape == (0, 3, 5, 5)
+    assert max_pool2d_backward(out, ctx).shape == (0, 3, 5, 5)
