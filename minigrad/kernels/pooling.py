@@ -569,7 +569,8 @@ def _adaptive_matrix(xp: Any, size: int, out_size: int, dtype: Any) -> Any:
     """The (out_size, size) averaging matrix of one axis: row o is 1/len over window o, 0 elsewhere.
 
     Window o covers ``[floor(o * size / out_size), ceil((o + 1) * size / out_size))``: windows may differ
-    in length and overlap (14 -> 4 gives lengths 4, 5, 5, 4), and may repeat pixels when out_size > size.
+    in length and overlap (14 -> 5 gives lengths 3, 4, 4, 4, 3; 14 -> 4 gives four overlapping windows of 4),
+    and may repeat pixels when out_size > size.
     """
     outputs = xp.arange(out_size)
     starts = (outputs * size) // out_size
