@@ -11,3 +11,14 @@ import os
 
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
+
+
+def pytest_addoption(parser):
+    """``--device``: which devices the device-parametrised tests run on (see tests/conftest.py)."""
+    parser.addoption(
+        "--device",
+        choices=("all", "cpu", "cuda"),
+        default=os.environ.get("MINIGRAD_TEST_DEVICE", "all"),
+        help="run the device-parametrised tests on cpu, cuda or both (default: all, where cuda skips "
+        "without a GPU; also set by MINIGRAD_TEST_DEVICE). --device cuda fails at once without a GPU.",
+    )

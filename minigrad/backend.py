@@ -104,11 +104,65 @@ _generators: dict[str, Any] = {}
 _DEFAULT_SEED = 0
 
 
+class CudaGenerator:
+    """The GPU's generator: the few ``numpy.random.Generator`` methods minigrad uses, on CuPy arrays.
+
+    CuPy's own generators keep their state in GPU memory with no way to save and restore it, and a
+    checkpoint must resume bit-for-bit. So this one is counter-based: draw number ``k`` comes from a
+    fresh cuRAND Philox generator seeded with ``SeedSequence([seed, k])``. Its whole state is
+    ``{"seed", "draws"}``, a JSON-safe dict. ``make_generator(seed)`` builds the per-draw generator
+    (CuPy's ``RandomState``; the tests pass a NumPy stand-in to check the bookkeeping without a GPU).
+    """
+
+    def __init__(self, seed: int, make_generator: Any = None) -> None:
+        self.seed, self.draws = int(seed), 0
+        self._make_generator = make_generator or _philox_random_state
+
+    def _next(self) -> Any:
+        draw_seed = int(numpy.random.SeedSequence([self.seed, self.draws]).generate_state(1, numpy.uint64)[0])
+        self.draws += 1
+        return self._make_generator(draw_seed)
+
+    def random(self, size: Any = None, dtype: Any = numpy.float64) -> Any:
+        """Uniform values in [0, 1)."""
+        return self._next().random_sample(size=size, dtype=dtype)
+
+    def standard_normal(self, size: Any = None, dtype: Any = numpy.float64) -> Any:
+        return self._next().standard_normal(size=size, dtype=dtype)
+
+    def uniform(self, low: float = 0.0, high: float = 1.0, size: Any = None) -> Any:
+        return self._next().uniform(low=low, high=high, size=size)
+
+    def normal(self, loc: float = 0.0, scale: float = 1.0, size: Any = None) -> Any:
+        return self._next().normal(loc=loc, scale=scale, size=size)
+
+    @property
+    def state(self) -> dict:
+        return {"seed": self.seed, "draws": self.draws}
+
+    @state.setter
+    def state(self, state: dict) -> None:
+        self.seed, self.draws = int(state["seed"]), int(state["draws"])
+
+
+def _philox_random_state(seed: int) -> Any:
+    cupy = _import_cupy()
+    return cupy.random.RandomState(seed, method=cupy.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+
+
+def _new_generator(device: str, seed: int) -> Any:
+    if device == "cpu":
+        return numpy.random.default_rng(seed)
+    _import_cupy()  # the clear "not available" error, before any generator exists
+    return CudaGenerator(seed)
+
+
 def rng(device: str = "cpu") -> Any:
-    """The random generator of ``device`` (a ``numpy.random.Generator`` or its CuPy twin)."""
+    """The random generator of ``device``: a ``numpy.random.Generator`` on "cpu", a :class:`CudaGenerator`
+    (same method names, CuPy arrays) on "cuda". Both start from the seed of :func:`manual_seed`."""
     device = check_device(device)
     if device not in _generators:
-        _generators[device] = get_xp(device).random.default_rng(_DEFAULT_SEED)
+        _generators[device] = _new_generator(device, _DEFAULT_SEED)
     return _generators[device]
 
 
@@ -117,17 +171,50 @@ def manual_seed(seed: int) -> None:
     global _DEFAULT_SEED
     _DEFAULT_SEED = int(seed)
     for device in list(_generators):
-        _generators[device] = get_xp(device).random.default_rng(_DEFAULT_SEED)
+        _generators[device] = _new_generator(device, _DEFAULT_SEED)
 
 
 def get_rng_state() -> dict:
-    """The CPU generator's state as a plain dict (JSON-safe); used by checkpoints."""
-    return rng("cpu").bit_generator.state
+    """Every device generator's state as one JSON-safe dict; used by checkpoints.
+
+    ``{"seed": s, "cpu": numpy's bit-generator state, "cuda": {"seed", "draws"}}`` (cuda only once used).
+    """
+    state: dict[str, Any] = {"seed": _DEFAULT_SEED, "cpu": rng("cpu").bit_generator.state}
+    if "cuda" in _generators:
+        state["cuda"] = _generators["cuda"].state
+    return state
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore a state returned by :func:`get_rng_state`."""
-    rng("cpu").bit_generator.state = state
+    """Restore a state returned by :func:`get_rng_state` (or, from older checkpoints, a bare CPU state)."""
+    global _DEFAULT_SEED
+    if "bit_generator" in state:  # a checkpoint written before the per-device form
+        rng("cpu").bit_generator.state = state
+        return
+    _DEFAULT_SEED = int(state["seed"])
+    rng("cpu").bit_generator.state = state["cpu"]
+    if "cuda" in state:
+        rng("cuda").state = state["cuda"]
+    elif "cuda" in _generators:  # the saved run never drew on the GPU: its generator starts afresh
+        _generators["cuda"] = _new_generator("cuda", _DEFAULT_SEED)
+
+
+def synchronize(device: str) -> None:
+    """Wait until ``device`` has finished its queued work (GPU calls return before they finish; time
+    them only after this). A no-op on the CPU."""
+    if check_device(device) == "cuda":
+        _import_cupy().cuda.get_current_stream().synchronize()
+
+
+_raw_kernels: dict[tuple[str, str], Any] = {}
+
+
+def raw_kernel(source: str, name: str) -> Any:
+    """The CUDA C function ``name`` of ``source``, compiled once by CuPy (NVRTC) and cached."""
+    key = (source, name)
+    if key not in _raw_kernels:
+        _raw_kernels[key] = _import_cupy().RawKernel(source, name)
+    return _raw_kernels[key]
 
 
 # ---------------------------------------------------------------------------

@@ -28,11 +28,43 @@ def torch():
     return import_torch()
 
 
-# "cuda" joins only when a GPU answers, so a CPU machine shows one skip (tests/test_devices.py), not hundreds.
-DEVICES = ["cpu", "cuda"] if backend.cuda_available() else ["cpu"]
+def _no_gpu_reason() -> str:
+    """Why the cuda tests cannot run here (empty when a GPU answers)."""
+    try:
+        backend.get_xp("cuda")
+        return ""
+    except RuntimeError as error:
+        return str(error).split(". Install it with")[0]
 
 
-@pytest.fixture(params=DEVICES)
+def pytest_configure(config):
+    choice = config.getoption("--device")
+    config.minigrad_devices = {"all": ["cpu", "cuda"], "cpu": ["cpu"], "cuda": ["cuda"]}[choice]
+    if choice == "cuda" and _no_gpu_reason():
+        raise pytest.UsageError(f"--device cuda was asked for, but {_no_gpu_reason()}")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that takes the ``device`` fixture runs once per device of ``--device``.
+
+    Tests that parametrise ``device`` themselves (with their own values) are left as they are.
+    """
+    if "device" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0]
+        if "device" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return
+    metafunc.parametrize("device", metafunc.config.minigrad_devices, indirect=True)
+
+
+@pytest.fixture
 def device(request) -> str:
-    """Run a test on every available device (cuda skips cleanly without a GPU)."""
+    """The device a test runs on: "cpu", or "cuda" (skipped, with the reason, where no GPU answers).
+
+    The skip is raised here, in one place, so ``-ra`` shows one line with the count of cuda tests
+    skipped rather than one line per test.
+    """
+    if request.param == "cuda" and _no_gpu_reason():
+        pytest.skip(f"cuda: {_no_gpu_reason()}")
     return request.param

@@ -64,9 +64,77 @@ def test_manual_seed_also_seeds_a_generator_made_later(monkeypatch):
 def test_rng_state_round_trip():
     backend.manual_seed(5)
     state = backend.get_rng_state()
+    assert state["seed"] == 5 and "cuda" not in state  # no GPU generator was used
     drawn = backend.rng("cpu").random(3)
     backend.set_rng_state(state)
     numpy.testing.assert_array_equal(backend.rng("cpu").random(3), drawn)
+
+
+def test_rng_state_from_an_older_checkpoint_is_the_bare_cpu_state():
+    backend.manual_seed(6)
+    bare = backend.rng("cpu").bit_generator.state
+    drawn = backend.rng("cpu").random(3)
+    backend.set_rng_state(bare)
+    numpy.testing.assert_array_equal(backend.rng("cpu").random(3), drawn)
+
+
+class NumpyRandomState:
+    """Stands in for CuPy's RandomState (same method signatures, NumPy arrays) to test without a GPU."""
+
+    def __init__(self, seed):
+        self.generator = numpy.random.default_rng(seed)
+
+    def random_sample(self, size=None, dtype=float):
+        return self.generator.random(size, dtype=dtype)
+
+    def standard_normal(self, size=None, dtype=float):
+        return self.generator.standard_normal(size, dtype=dtype)
+
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=float):
+        return self.generator.uniform(low, high, size).astype(dtype)
+
+    def normal(self, loc=0.0, scale=1.0, size=None, dtype=float):
+        return self.generator.normal(loc, scale, size).astype(dtype)
+
+
+def test_cuda_generator_is_counter_based_and_its_state_resumes_exactly():
+    generator = backend.CudaGenerator(11, make_generator=NumpyRandomState)
+    first = generator.random((2, 3), dtype=numpy.float32)
+    saved = dict(generator.state)
+    assert saved == {"seed": 11, "draws": 1} and first.dtype == numpy.float32 and first.shape == (2, 3)
+    following = [generator.standard_normal(4), generator.uniform(-1, 1, 5), generator.normal(2.0, 0.5, 6)]
+    assert generator.state["draws"] == 4
+
+    resumed = backend.CudaGenerator(0, make_generator=NumpyRandomState)
+    resumed.state = saved
+    again = [resumed.standard_normal(4), resumed.uniform(-1, 1, 5), resumed.normal(2.0, 0.5, 6)]
+    for expected, got in zip(following, again):
+        numpy.testing.assert_array_equal(got, expected)
+    assert -1 <= again[1].min() and again[1].max() < 1
+
+    # Each draw has its own stream: the same size drawn twice differs, and another seed differs.
+    fresh = backend.CudaGenerator(11, make_generator=NumpyRandomState)
+    numpy.testing.assert_array_equal(fresh.random((2, 3), dtype=numpy.float32), first)
+    assert not numpy.array_equal(fresh.random((2, 3), dtype=numpy.float32), first)
+    other = backend.CudaGenerator(12, make_generator=NumpyRandomState)
+    assert not numpy.array_equal(other.random((2, 3), dtype=numpy.float32), first)
+
+
+def test_rng_state_saves_and_restores_the_cuda_generator(monkeypatch):
+    monkeypatch.setattr(backend, "_generators", {"cuda": backend.CudaGenerator(3, make_generator=NumpyRandomState)})
+    monkeypatch.setattr(backend, "_import_cupy", lambda: None)
+    backend.rng("cuda").random(2)
+    state = backend.get_rng_state()
+    assert state["cuda"] == {"seed": 3, "draws": 1}
+    backend.rng("cuda").random(2)
+    backend.set_rng_state(state)
+    assert backend.rng("cuda").state == {"seed": 3, "draws": 1}
+
+
+def test_synchronize_on_the_cpu_is_a_no_op():
+    assert backend.synchronize("cpu") is None
+    with pytest.raises(ValueError, match="unknown device"):
+        backend.synchronize("tpu")
 
 
 def test_scatter_add_adds_repeated_indices():
