@@ -1,8 +1,11 @@
-"""The three generic checks, walked over every entry of the op registry.
+"""The three generic checks, walked over every entry of the op registry, on every device.
 
 1. finite differences (float64, random upstream gradient) through ``minigrad.gradcheck``;
 2. torch parity of the forward and of every input gradient, float64 tight and float32 loose;
 3. error inputs raise the declared exception with a message naming the op and the shapes.
+
+Each check takes the ``device`` fixture (tests/conftest.py): the samples' tensors are built on that device,
+results come back with ``.numpy()``; torch, the reference, stays on the CPU.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ def test_every_op_has_samples_and_unique_name():
 
 
 @pytest.mark.parametrize("op, sample", SAMPLES)
-def test_gradcheck(op, sample):
-    tensors = sample.tensors(numpy.float64)
+def test_gradcheck(op, sample, device):
+    tensors = sample.tensors(numpy.float64, device)
     report = gradcheck(lambda *ts: op.op(*ts, **sample.kwargs), tensors, **op.gradcheck_tol)
     assert report.passed and sum(row.checked for row in report.rows) > 0
 
@@ -81,6 +84,6 @@ def test_torch_parity(op, sample, dtype, torch, device):
 
 
 @pytest.mark.parametrize("op, case", ERRORS)
-def test_error_inputs(op, case):
+def test_error_inputs(op, case, device):
     with pytest.raises(case.error, match=case.match):
-        op.op(*case.sample.tensors(), **case.sample.kwargs)
+        op.op(*case.sample.tensors(numpy.float64, device), **case.sample.kwargs)
