@@ -3,7 +3,8 @@
 Spreads are checked on 2*10^4 to 10^5 values against the formula (and against torch's own initialiser
 on a tensor of the same shape): the standard error of a measured std is then at most about 0.5%, so the
 3% slack (about 6 standard errors) fails by chance essentially never, while a wrong fan or gain (off by
-10% or more in every case below) always fails.
+10% or more in every case below) always fails. The tests that draw from the device's own generator take the
+``device`` fixture (on "cuda" that is the counter-based CudaGenerator, whose spreads must be the same).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from minigrad.nn import init
 SHAPES = [(3, 4), (8, 4, 3, 3), (2, 3, 5), (6, 2, 1, 1), (4, 3, 2, 2, 2), (1, 7)]
 
 
-def empty(shape, dtype=numpy.float32) -> Tensor:
-    return Tensor(numpy.zeros(shape, dtype=dtype))
+def empty(shape, dtype=numpy.float32, device="cpu") -> Tensor:
+    return Tensor(numpy.zeros(shape, dtype=dtype), device=device)
 
 
 def relative_error(measured: float, expected: float) -> float:
@@ -77,10 +78,10 @@ KAIMING_IDS = ["default", "fan_out", "conv-relu", "conv-relu-fan_out", "a=sqrt5"
 
 
 @pytest.mark.parametrize("shape, options, std", KAIMING_CASES, ids=KAIMING_IDS)
-def test_kaiming_uniform_bound_and_std(shape, options, std):
+def test_kaiming_uniform_bound_and_std(shape, options, std, device):
     expected_std = std(*init.calculate_fan_in_and_fan_out(empty(shape)))
     bound = expected_std * math.sqrt(3)  # U(-b, b) has std b/sqrt(3)
-    values = init.kaiming_uniform_(empty(shape), **options).numpy()
+    values = init.kaiming_uniform_(empty(shape, device=device), **options).numpy()
     reference = torch.nn.init.kaiming_uniform_(torch.empty(shape), **options).numpy()
     for name, sample in (("minigrad", values), ("torch", reference)):
         assert numpy.abs(sample).max() <= bound * (1 + 1e-6), name
@@ -90,9 +91,9 @@ def test_kaiming_uniform_bound_and_std(shape, options, std):
 
 
 @pytest.mark.parametrize("shape, options, std", KAIMING_CASES, ids=KAIMING_IDS)
-def test_kaiming_normal_std(shape, options, std):
+def test_kaiming_normal_std(shape, options, std, device):
     expected_std = std(*init.calculate_fan_in_and_fan_out(empty(shape)))
-    values = init.kaiming_normal_(empty(shape), **options).numpy()
+    values = init.kaiming_normal_(empty(shape, device=device), **options).numpy()
     reference = torch.nn.init.kaiming_normal_(torch.empty(shape), **options).numpy()
     for name, sample in (("minigrad", values), ("torch", reference)):
         assert relative_error(sample.std(), expected_std) < 0.03, name
@@ -102,13 +103,13 @@ def test_kaiming_normal_std(shape, options, std):
 
 @pytest.mark.parametrize("shape", [(200, 500), (64, 32, 3, 3)], ids=str)
 @pytest.mark.parametrize("gain", [1.0, math.sqrt(2)], ids=["gain1", "gain-sqrt2"])
-def test_xavier_uniform_and_normal(shape, gain):
+def test_xavier_uniform_and_normal(shape, gain, device):
     fan_in, fan_out = init.calculate_fan_in_and_fan_out(empty(shape))
     expected_std = gain * math.sqrt(2 / (fan_in + fan_out))
-    uniform = init.xavier_uniform_(empty(shape), gain=gain).numpy()
+    uniform = init.xavier_uniform_(empty(shape, device=device), gain=gain).numpy()
     assert numpy.abs(uniform).max() <= expected_std * math.sqrt(3) * (1 + 1e-6)
     assert numpy.abs(uniform).max() > 0.99 * expected_std * math.sqrt(3)
-    normal = init.xavier_normal_(empty(shape), gain=gain).numpy()
+    normal = init.xavier_normal_(empty(shape, device=device), gain=gain).numpy()
     for name, sample in [
         ("uniform", uniform), ("normal", normal),
         ("torch uniform", torch.nn.init.xavier_uniform_(torch.empty(shape), gain=gain).numpy()),
@@ -130,8 +131,8 @@ def truncated_normal_moments(mean: float, std: float, a: float, b: float) -> tup
 
 
 @pytest.mark.parametrize("mean, std, a, b", [(0.0, 1.0, -2.0, 2.0), (0.5, 2.0, -1.0, 3.0), (0.0, 0.02, -0.04, 0.04)])
-def test_trunc_normal_stays_in_bounds_with_the_truncated_moments(mean, std, a, b):
-    values = init.trunc_normal_(empty((200, 500), numpy.float64), mean=mean, std=std, a=a, b=b).numpy()
+def test_trunc_normal_stays_in_bounds_with_the_truncated_moments(mean, std, a, b, device):
+    values = init.trunc_normal_(empty((200, 500), numpy.float64, device), mean=mean, std=std, a=a, b=b).numpy()
     assert values.min() >= a and values.max() <= b
     assert values.min() < a + 0.01 * (b - a) and values.max() > b - 0.01 * (b - a)  # reaches both ends
     expected_mean, expected_std = truncated_normal_moments(mean, std, a, b)
@@ -141,22 +142,22 @@ def test_trunc_normal_stays_in_bounds_with_the_truncated_moments(mean, std, a, b
     assert relative_error(reference.std(), expected_std) < 0.015  # the formula describes torch's too
 
 
-def test_trunc_normal_default_bounds_are_absolute():
+def test_trunc_normal_default_bounds_are_absolute(device):
     """PyTorch's a=-2, b=2 are values, not multiples of std: with std=0.02 nothing is ever cut."""
-    values = init.trunc_normal_(empty((100, 100)), std=0.02).numpy()
+    values = init.trunc_normal_(empty((100, 100), device=device), std=0.02).numpy()
     assert relative_error(values.std(), 0.02) < 0.03
 
 
-def test_constant_zeros_and_ones():
+def test_constant_zeros_and_ones(device):
     for dtype in (numpy.float32, numpy.float64):
-        tensor = Tensor(numpy.random.default_rng(0).standard_normal((3, 4)).astype(dtype))
+        tensor = Tensor(numpy.random.default_rng(0).standard_normal((3, 4)).astype(dtype), device=device)
         assert init.zeros_(tensor) is tensor and tensor.dtype == dtype
         numpy.testing.assert_array_equal(tensor.numpy(), numpy.zeros((3, 4)))
         init.ones_(tensor)
         numpy.testing.assert_array_equal(tensor.numpy(), numpy.ones((3, 4)))
         init.constant_(tensor, 0.25)
         numpy.testing.assert_array_equal(tensor.numpy(), numpy.full((3, 4), 0.25))
-        assert tensor.dtype == dtype
+        assert tensor.dtype == dtype and tensor.device == device
 
 
 @pytest.mark.parametrize("initialise", [init.kaiming_uniform_, init.kaiming_normal_], ids=["uniform", "normal"])
@@ -180,11 +181,11 @@ RANDOM_INITS = {
 
 @pytest.mark.parametrize("name", RANDOM_INITS)
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64], ids=["float32", "float64"])
-def test_initialisers_work_in_place_and_keep_the_dtype(name, dtype):
-    tensor = Tensor(numpy.zeros((6, 5), dtype=dtype), requires_grad=True)
+def test_initialisers_work_in_place_and_keep_the_dtype(name, dtype, device):
+    tensor = Tensor(numpy.zeros((6, 5), dtype=dtype), requires_grad=True, device=device)
     data = tensor.data
     assert RANDOM_INITS[name](tensor, None) is tensor
-    assert tensor.data is data and tensor.dtype == dtype and tensor.requires_grad
+    assert tensor.data is data and tensor.dtype == dtype and tensor.requires_grad and tensor.device == device
     assert numpy.unique(tensor.numpy()).size == 30  # every entry drawn
 
 
@@ -198,12 +199,15 @@ def test_generator_makes_draws_reproducible(name):
 
 
 @pytest.mark.parametrize("name", RANDOM_INITS)
-def test_manual_seed_makes_draws_reproducible(name):
+def test_manual_seed_makes_draws_reproducible(name, device):
+    def draw():
+        return RANDOM_INITS[name](empty((6, 5), device=device), None).numpy()
+
     minigrad.manual_seed(11)
-    first, second = RANDOM_INITS[name](empty((6, 5)), None).numpy(), RANDOM_INITS[name](empty((6, 5)), None).numpy()
+    first, second = draw(), draw()
     assert not numpy.array_equal(first, second)  # the generator moves on
     minigrad.manual_seed(11)
-    numpy.testing.assert_array_equal(RANDOM_INITS[name](empty((6, 5)), None).numpy(), first)
+    numpy.testing.assert_array_equal(draw(), first)
 
 
 def test_a_generator_leaves_the_global_stream_alone():

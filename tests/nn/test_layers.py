@@ -5,6 +5,9 @@ runs three training-mode steps and two eval-mode steps. A step is: forward a ran
 random upstream gradient, compare the output, the input gradient, every parameter gradient, then take a
 plain SGD step on both and compare every entry of the state dict (so running statistics and
 ``num_batches_tracked`` are checked after every step, and later steps see changed parameters).
+
+The parity and dropout tests take the ``device`` fixture: the minigrad layer and its inputs move to that device,
+results come back through ``.numpy()`` and ``state_dict()``; torch stays on the CPU.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from minigrad import Tensor, nn
 TOLERANCES = {numpy.float64: dict(rtol=1e-9, atol=1e-11), numpy.float32: dict(rtol=2e-4, atol=2e-5)}
 
 
-def check_layer_against_torch(ours, theirs, input_shape, dtype, train_steps=3, eval_steps=2, seed=0):
-    """Run ``ours`` and ``theirs`` (same state) side by side for a few steps and compare everything."""
+def check_layer_against_torch(ours, theirs, input_shape, dtype, device="cpu", train_steps=3, eval_steps=2, seed=0):
+    """Run ``ours`` (on ``device``) and ``theirs`` (same state, on the CPU) side by side for a few steps and
+    compare everything."""
     tolerance = TOLERANCES[dtype]
     theirs = theirs.to(getattr(torch, numpy.dtype(dtype).name))
-    ours.to(dtype=dtype)  # cast first: loading keeps the model's dtype
+    ours.to(device, dtype=dtype)  # cast first: loading keeps the model's dtype (and moves values to its device)
     assert ours.load_state_dict({key: value.detach().numpy() for key, value in theirs.state_dict().items()}) == (
         [], [])
     names = [name for name, _ in theirs.named_parameters()]
@@ -36,10 +40,10 @@ def check_layer_against_torch(ours, theirs, input_shape, dtype, train_steps=3, e
         ours.train(training)
         theirs.train(training)
         x = rng.standard_normal(input_shape).astype(dtype)
-        x_ours, x_theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        x_ours, x_theirs = Tensor(x, requires_grad=True, device=device), torch.tensor(x, requires_grad=True)
         out, expected = ours(x_ours), theirs(x_theirs)
         assert out.shape == tuple(expected.shape), where
-        assert out.dtype == dtype, where
+        assert out.dtype == dtype and out.device == device, where
         numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), **tolerance, err_msg=f"{where}: output")
         upstream = rng.standard_normal(out.shape).astype(dtype)
         out.backward(upstream)
@@ -49,6 +53,7 @@ def check_layer_against_torch(ours, theirs, input_shape, dtype, train_steps=3, e
         ours_parameters, their_parameters = list(ours.parameters()), list(theirs.parameters())
         for name, mine, reference in zip(names, ours_parameters, their_parameters):
             assert mine.grad is not None and mine.grad.dtype == dtype, f"{where}: {name}"
+            assert mine.device == mine.grad.device == device, f"{where}: {name} left {device}"
             numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), **tolerance,
                                           err_msg=f"{where}: gradient of {name}")
         with torch.no_grad():  # the same SGD step on both, so that the next step sees new parameters
@@ -114,7 +119,7 @@ LAYER_CASES = [
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note on its own speed
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("build, input_shape", [case[1:] for case in LAYER_CASES], ids=[c[0] for c in LAYER_CASES])
-def test_layer_matches_torch_in_train_and_eval_steps(build, input_shape, dtype):
+def test_layer_matches_torch_in_train_and_eval_steps(build, input_shape, dtype, device):
     torch.manual_seed(0)
     theirs = build(torch.nn)
     if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.affine for m in theirs.modules()):
@@ -123,13 +128,13 @@ def test_layer_matches_torch_in_train_and_eval_steps(build, input_shape, dtype):
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.affine:
                     module.weight.uniform_(0.5, 1.5)
                     module.bias.uniform_(-0.5, 0.5)
-    check_layer_against_torch(build(nn), theirs, input_shape, dtype)
+    check_layer_against_torch(build(nn), theirs, input_shape, dtype, device)
 
 
 # ----- dropout ---------------------------------------------------------------------------------
-def test_dropout_is_the_identity_in_eval_mode():
+def test_dropout_is_the_identity_in_eval_mode(device):
     layer = nn.Dropout(0.5).eval()
-    x = Tensor(numpy.random.default_rng(0).standard_normal((4, 5)), requires_grad=True)
+    x = Tensor(numpy.random.default_rng(0).standard_normal((4, 5)), requires_grad=True, device=device)
     out = layer(x)
     numpy.testing.assert_array_equal(out.numpy(), x.numpy())
     upstream = numpy.random.default_rng(1).standard_normal((4, 5))
@@ -138,13 +143,13 @@ def test_dropout_is_the_identity_in_eval_mode():
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5])
-def test_dropout_in_training_drops_a_fraction_p_and_scales_the_rest(p):
+def test_dropout_in_training_drops_a_fraction_p_and_scales_the_rest(p, device):
     minigrad.manual_seed(0)
     layer = nn.Dropout(p)
     x_values = numpy.random.default_rng(0).uniform(1.0, 2.0, (200, 500)).astype(numpy.float32)
-    x = Tensor(x_values, requires_grad=True)
+    x = Tensor(x_values, requires_grad=True, device=device)
     out = layer(x)
-    assert out.dtype == numpy.float32
+    assert out.dtype == numpy.float32 and out.device == device
     kept = out.numpy() != 0
     assert abs(1 - kept.mean() - p) < 0.01  # 100,000 draws: the standard error is about 0.0016
     numpy.testing.assert_allclose(out.numpy()[kept], x_values[kept] / (1 - p), rtol=1e-6)
@@ -157,8 +162,8 @@ def test_dropout_in_training_drops_a_fraction_p_and_scales_the_rest(p):
     numpy.testing.assert_allclose(reference, [0.0, 1 / (1 - p)], rtol=1e-6)
 
 
-def test_dropout_masks_differ_between_calls_and_repeat_after_manual_seed():
-    x = Tensor(numpy.ones((10, 20)))
+def test_dropout_masks_differ_between_calls_and_repeat_after_manual_seed(device):
+    x = Tensor(numpy.ones((10, 20)), device=device)
     layer = nn.Dropout(0.5)
     minigrad.manual_seed(7)
     first, second = layer(x).numpy(), layer(x).numpy()
@@ -167,8 +172,8 @@ def test_dropout_masks_differ_between_calls_and_repeat_after_manual_seed():
     numpy.testing.assert_array_equal(layer(x).numpy(), first)
 
 
-def test_dropout_edge_probabilities():
-    x = Tensor(numpy.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
+def test_dropout_edge_probabilities(device):
+    x = Tensor(numpy.random.default_rng(0).standard_normal((3, 4)), requires_grad=True, device=device)
     numpy.testing.assert_array_equal(nn.Dropout(0.0)(x).numpy(), x.numpy())
     out = nn.Dropout(1.0)(x)
     assert out.dtype == numpy.float64 and not numpy.isnan(out.numpy()).any() and not out.numpy().any()

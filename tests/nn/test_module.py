@@ -1,7 +1,8 @@
 """Module and Parameter: registration by attribute, walking the tree, state dicts, modes, dtypes, hooks, repr.
 
 Where PyTorch defines the answer (names, key order, which modules a walk visits), the test builds the
-same model in torch and compares.
+same model in torch and compares. The tests that move values (state dicts, casts, gradients, copies) take the
+``device`` fixture; the ones about names, order, repr and errors run on the CPU only.
 """
 
 from __future__ import annotations
@@ -53,8 +54,15 @@ def nested_model(nn_module) -> object:
     )
 
 
-def random_input(shape, dtype=numpy.float32, seed=0) -> Tensor:
-    return Tensor(numpy.random.default_rng(seed).standard_normal(shape).astype(dtype))
+def random_input(shape, dtype=numpy.float32, seed=0, device="cpu") -> Tensor:
+    return Tensor(numpy.random.default_rng(seed).standard_normal(shape).astype(dtype), device=device)
+
+
+def assert_on(model, device) -> None:
+    """Every parameter, gradient and buffer of ``model`` lives on ``device``."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        assert tensor.device == device, f"{name} is on {tensor.device}, not {device}"
+        assert tensor.grad is None or tensor.grad.device == device, f"gradient of {name} is on {tensor.grad.device}"
 
 
 # ----- registration by attribute ---------------------------------------------------------------
@@ -198,8 +206,8 @@ def test_module_list_and_sequential_index_like_lists():
 
 
 # ----- state dicts -----------------------------------------------------------------------------
-def test_state_dict_keys_match_torch_and_values_are_numpy_copies():
-    model = small_model()
+def test_state_dict_keys_match_torch_and_values_are_numpy_copies(device):
+    model = small_model().to(device)
     assert list(model.state_dict()) == list(small_torch_model().state_dict().keys())
     assert list(model.state_dict()) == [
         "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
@@ -217,7 +225,7 @@ def test_state_dict_keys_match_torch_and_values_are_numpy_copies():
 
 
 @pytest.mark.parametrize("kind", ["numpy", "torch", "minigrad"])
-def test_load_state_dict_accepts_numpy_torch_and_minigrad_values(kind):
+def test_load_state_dict_accepts_numpy_torch_and_minigrad_values(kind, device):
     torch.manual_seed(0)
     torch_model = small_torch_model()
     torch_model(torch.randn(4, 3, 5, 5))  # one training step so running stats and the counter are not defaults
@@ -229,8 +237,9 @@ def test_load_state_dict_accepts_numpy_torch_and_minigrad_values(kind):
                  for key, value in reference.items()}
     else:
         state = {key: Tensor(value) for key, value in reference.items()}
-    model = small_model()
+    model = small_model().to(device)
     assert model.load_state_dict(state) == ([], [])
+    assert_on(model, device)  # values are copied onto the model's device, whatever the source
     loaded = model.state_dict()
     for key, expected in reference.items():
         assert loaded[key].dtype == expected.dtype, key  # float64 values are cast to the model's float32
@@ -292,21 +301,22 @@ def test_train_and_eval_reach_every_submodule():
     assert not any(m.training for m in model.modules())
 
 
-def test_double_and_float_cast_floating_parameters_and_buffers():
-    model = small_model()
+def test_double_and_float_cast_floating_parameters_and_buffers(device):
+    model = small_model().to(device)
     assert model.double() is model
+    assert_on(model, device)
     assert {t.dtype for t in model.parameters()} == {numpy.dtype(numpy.float64)}
     assert model[1].running_mean.dtype == numpy.float64 and model[1].num_batches_tracked.dtype == numpy.int64
-    out = model(random_input((2, 3, 5, 5), numpy.float64))
-    assert out.dtype == numpy.float64
+    out = model(random_input((2, 3, 5, 5), numpy.float64, device=device))
+    assert out.dtype == numpy.float64 and out.device == device
     model.to(dtype=numpy.float32)
     assert {t.dtype for t in [*model.parameters(), model[1].running_var]} == {numpy.dtype(numpy.float32)}
     assert model.double().float()[5].weight.dtype == numpy.float32
 
 
-def test_zero_grad_clears_every_parameter_gradient():
-    model = small_model()
-    model(random_input((2, 3, 5, 5))).sum().backward()
+def test_zero_grad_clears_every_parameter_gradient(device):
+    model = small_model().to(device)
+    model(random_input((2, 3, 5, 5), device=device)).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     model.zero_grad()
     assert all(p.grad is None for p in model.parameters())
@@ -397,17 +407,19 @@ def test_apply_visits_modules_in_torchs_order():
     assert ours == theirs
 
 
-def test_to_keeps_gradients_and_casts_them_with_their_parameters():
+def test_to_keeps_gradients_and_casts_them_with_their_parameters(device):
     model = small_model()
     model(random_input((2, 3, 5, 5))).sum().backward()
     grads = {name: p.grad.numpy() for name, p in model.named_parameters()}
-    model.to("cpu")  # nothing to move: the gradients stay
+    assert model.to(device) is model  # on "cpu" nothing moves; elsewhere the gradients travel along
+    assert_on(model, device)
     model.double()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and parameter.grad.dtype == numpy.float64, name
         numpy.testing.assert_array_equal(parameter.grad.numpy(), grads[name], err_msg=name)
-    model(random_input((2, 3, 5, 5), numpy.float64)).sum().backward()  # accumulates in float64
+    model(random_input((2, 3, 5, 5), numpy.float64, device=device)).sum().backward()  # accumulates in float64
     assert model[0].weight.grad.dtype == numpy.float64
+    assert_on(model, device)
 
 
 def test_batchnorm_repr_tells_whether_running_statistics_are_tracked():
@@ -417,10 +429,11 @@ def test_batchnorm_repr_tells_whether_running_statistics_are_tracked():
         "BatchNorm1d(3, eps=1e-05, momentum=None, affine=False, track_running_stats=False)")
 
 
-def test_deepcopy_and_pickle_give_an_independent_model_with_the_same_state():
-    model = small_model()
-    model(random_input((2, 3, 5, 5)))  # move the running statistics off their defaults
+def test_deepcopy_and_pickle_give_an_independent_model_with_the_same_state(device):
+    model = small_model().to(device)
+    model(random_input((2, 3, 5, 5), device=device))  # move the running statistics off their defaults
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert_on(twin, device)
         state, twin_state = model.state_dict(), twin.state_dict()
         assert list(twin_state) == list(state)
         for key in state:
