@@ -1,7 +1,9 @@
 """GoogLeNet's structure: parameter counts, multiply-adds, map sizes, outputs, width, init, loss, errors.
 
 Numerical agreement with PyTorch lives in test_parity.py; these tests check the architecture against
-the paper's numbers and against independent NumPy computations.
+the paper's numbers and against independent NumPy computations. The tests that run the model (outputs, aux
+heads, the stacked 1x1 path, transform_input, the loss) take the ``device`` fixture; counts, names and
+options are checked on the CPU only.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from minigrad.models.inception import (
 )
 
 
-def images(n: int, size: int, seed: int = 0, dtype=np.float32) -> minigrad.Tensor:
-    return minigrad.Tensor(np.random.default_rng(seed).standard_normal((n, 3, size, size)).astype(dtype))
+def images(n: int, size: int, seed: int = 0, dtype=np.float32, device: str = "cpu") -> minigrad.Tensor:
+    return minigrad.Tensor(np.random.default_rng(seed).standard_normal((n, 3, size, size)).astype(dtype),
+                           device=device)
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -109,57 +112,60 @@ def test_feature_map_sizes(variant, stem, size, expected):
 
 
 # ----- outputs ----------------------------------------------------------------------------------------
-def test_training_returns_aux1_aux2_logits_and_eval_returns_logits():
-    model = inception_v1(num_classes=10, stem="cifar", width=0.125, seed=0)
-    x = images(2, 32)
+def test_training_returns_aux1_aux2_logits_and_eval_returns_logits(device):
+    model = inception_v1(num_classes=10, stem="cifar", width=0.125, seed=0).to(device)
+    x = images(2, 32, device=device)
     outputs = model(x)
     assert isinstance(outputs, InceptionOutputs)
     aux1, aux2, logits = outputs
     assert aux1.shape == aux2.shape == logits.shape == (2, 10)
+    assert aux1.device == aux2.device == logits.device == device
     assert outputs[2] is outputs.logits
     assert not np.allclose(aux1.numpy(), logits.numpy())
     model.eval()
     with minigrad.no_grad():
         evaluated = model(x)
-    assert isinstance(evaluated, minigrad.Tensor) and evaluated.shape == (2, 10)
+    assert isinstance(evaluated, minigrad.Tensor) and evaluated.shape == (2, 10) and evaluated.device == device
 
 
-def test_without_aux_heads_training_returns_logits_and_state_has_no_aux_keys():
-    model = inception_v1(num_classes=10, aux_logits=False, stem="cifar", width=0.125, seed=0)
+def test_without_aux_heads_training_returns_logits_and_state_has_no_aux_keys(device):
+    model = inception_v1(num_classes=10, aux_logits=False, stem="cifar", width=0.125, seed=0).to(device)
     assert model.aux1 is None and model.aux2 is None
     assert not [key for key in model.state_dict() if key.startswith("aux")]
-    out = model(images(2, 32))
-    assert isinstance(out, minigrad.Tensor) and out.shape == (2, 10)
+    out = model(images(2, 32, device=device))
+    assert isinstance(out, minigrad.Tensor) and out.shape == (2, 10) and out.device == device
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_imagenet_stem_trains_on_32x32_with_aux_heads(variant):
+def test_imagenet_stem_trains_on_32x32_with_aux_heads(variant, device):
     # blocks 4a/4d see 2x2 maps: too small for the paper's 5x5/3 pool, so the heads pool adaptively to 4x4
-    model = inception_v1(num_classes=10, variant=variant, width=0.125, seed=0)
-    outputs = model(images(4, 32))
+    model = inception_v1(num_classes=10, variant=variant, width=0.125, seed=0).to(device)
+    outputs = model(images(4, 32, device=device))
     loss = googlenet_loss(outputs, np.array([0, 1, 2, 3]))
     loss.backward()
     assert all(o.shape == (4, 10) for o in outputs)
     assert np.abs(model.aux1.fc1.weight.grad.numpy()).max() > 0
 
 
-def test_paper_aux_head_pools_5x5_stride_3_on_14x14_and_adaptively_elsewhere():
+def test_paper_aux_head_pools_5x5_stride_3_on_14x14_and_adaptively_elsewhere(device):
     conv_block = BasicConv2d
     paper = InceptionAux(16, 5, conv_block, pool="avg5x5/3", dropout=0.0, conv_channels=8, hidden=12).eval()
     adaptive = InceptionAux(16, 5, conv_block, pool="adaptive4x4", dropout=0.0, conv_channels=8, hidden=12).eval()
     adaptive.load_state_dict(paper.state_dict())
+    paper.to(device)
+    adaptive.to(device)
 
     def head_after(pooled):  # the rest of the head, applied by hand
         hidden = F.relu(paper.fc1(F.flatten(paper.conv(pooled), 1)))
         return paper.fc2(hidden).numpy()
 
     rng = np.random.default_rng(1)
-    x14 = minigrad.Tensor(rng.standard_normal((2, 16, 14, 14)).astype(np.float32))
+    x14 = minigrad.Tensor(rng.standard_normal((2, 16, 14, 14)).astype(np.float32), device=device)
     with minigrad.no_grad():
         np.testing.assert_allclose(paper(x14).numpy(), head_after(F.avg_pool2d(x14, 5, 3)), rtol=1e-5, atol=1e-6)
         # adaptive 4x4 windows on 14 are [0,4) [3,7) [7,11) [10,14): not the paper's [0,5) [3,8) [6,11) [9,14)
         assert not np.allclose(paper(x14).numpy(), adaptive(x14).numpy())
-        x2 = minigrad.Tensor(rng.standard_normal((2, 16, 2, 2)).astype(np.float32))
+        x2 = minigrad.Tensor(rng.standard_normal((2, 16, 2, 2)).astype(np.float32), device=device)
         np.testing.assert_allclose(paper(x2).numpy(), adaptive(x2).numpy(), rtol=1e-6)
 
 
@@ -177,11 +183,11 @@ def _block_step(block, x, upstream, stacked: bool, monkeypatch):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))  # the paper's convs have biases, torchvision's not
 @pytest.mark.parametrize("training", [True, False])
-def test_stacked_1x1_convolutions_give_the_branch_by_branch_results(variant, training, monkeypatch):
-    model = inception_v1(num_classes=10, variant=variant, stem="cifar", width=0.125, seed=0).to(dtype=np.float64)
-    block = model.inception3a.train(training)
+def test_stacked_1x1_convolutions_give_the_branch_by_branch_results(variant, training, monkeypatch, device):
+    model = inception_v1(num_classes=10, variant=variant, stem="cifar", width=0.125, seed=0)
+    block = model.inception3a.train(training).to(device, dtype=np.float64)
     rng = np.random.default_rng(3)
-    x = minigrad.Tensor(rng.standard_normal((3, block.branch1.conv.in_channels, 6, 6)))
+    x = minigrad.Tensor(rng.standard_normal((3, block.branch1.conv.in_channels, 6, 6)), device=device)
     upstream = rng.standard_normal((3, block.out_channels, 6, 6))
     running_before = {key: value.copy() for key, value in block.state_dict().items()}
     stacked = _block_step(block, x, upstream, True, monkeypatch)
@@ -279,18 +285,19 @@ def test_dropout_defaults_and_overrides():
     assert (custom.dropout.p, custom.aux2.dropout.p) == (0.1, 0.0)
 
 
-def test_transform_input_renormalises_each_channel_as_torchvision():
+def test_transform_input_renormalises_each_channel_as_torchvision(device):
     # PyTorch's default init (not the 0.01 one, under which the input barely reaches the logits)
     options = dict(variant="torchvision", stem="cifar", width=0.125, num_classes=10, seed=3, init_weights=False)
     plain = inception_v1(**options).eval()
     transformed = inception_v1(**options, transform_input=True).eval()
-    x = images(2, 32, dtype=np.float64)
+    x = images(2, 32, dtype=np.float64, device=device)
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     by_hand = x.numpy() * (std / 0.5)[None, :, None, None] + ((mean - 0.5) / 0.5)[None, :, None, None]
-    plain.double()
-    transformed.double()
+    plain.to(device, dtype=np.float64)
+    transformed.to(device, dtype=np.float64)
     with minigrad.no_grad():
-        np.testing.assert_allclose(transformed(x).numpy(), plain(minigrad.Tensor(by_hand)).numpy(), rtol=1e-10)
+        np.testing.assert_allclose(transformed(x).numpy(), plain(minigrad.Tensor(by_hand, device=device)).numpy(),
+                                   rtol=1e-10)
         assert np.abs(transformed(x).numpy() - plain(x).numpy()).max() > 1e-6  # the signal fades in 22 fresh layers
 
 
@@ -344,15 +351,16 @@ def _cross_entropy(logits: np.ndarray, targets: np.ndarray, smoothing: float = 0
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_googlenet_loss_weights_the_aux_losses_by_0_3(smoothing):
+def test_googlenet_loss_weights_the_aux_losses_by_0_3(smoothing, device):
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal((5, 7)) for _ in range(3)]
-    targets = rng.integers(0, 7, 5)
-    outputs = InceptionOutputs(*(minigrad.Tensor(a, requires_grad=True) for a in arrays))
+    targets = rng.integers(0, 7, 5)  # a NumPy array: the loss moves it to the logits' device
+    outputs = InceptionOutputs(*(minigrad.Tensor(a, requires_grad=True, device=device) for a in arrays))
     loss = googlenet_loss(outputs, targets, label_smoothing=smoothing)
     aux1, aux2, logits = (_cross_entropy(a, targets, smoothing) for a in arrays)
     assert loss.item() == pytest.approx(logits + 0.3 * (aux1 + aux2), rel=1e-12)
     loss.backward()
+    assert loss.device == outputs.aux1.grad.device == device
     # d loss / d aux1 = 0.3 (softmax(aux1) - q) / N, with q the (smoothed) one-hot targets
     q = np.full((5, 7), smoothing / 7)
     q[np.arange(5), targets] += 1 - smoothing

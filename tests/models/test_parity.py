@@ -4,7 +4,9 @@ running statistics after a step.
 The torch twin (tests/models/torch_googlenet.py) is built with the same options and receives
 minigrad's state dict with no renaming, so any difference in layout, names, pooling rules, batch-norm
 conventions or backward passes shows up here. Dropout is set to 0 in training mode (the two libraries
-draw different masks); everything else runs as in real training.
+draw different masks); everything else runs as in real training. Each test takes the ``device`` fixture:
+minigrad's model and images move there, its results come back through ``.numpy()`` and ``state_dict()``;
+the torch twin stays on the CPU.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from tests.models import torch_googlenet
 LEARNING_RATE = 0.1
 
 
-def build_pair(**options):
-    """A minigrad GoogLeNet in float64 and its torch twin holding the same weights."""
-    model = inception_v1(seed=0, **options).double()
+def build_pair(device="cpu", **options):
+    """A minigrad GoogLeNet in float64 on ``device`` and its torch twin (CPU) holding the same weights."""
+    model = inception_v1(seed=0, **options).to(device, dtype=np.float64)
     twin = torch_googlenet.torch_googlenet(**options).double()
     twin.load_state_dict({key: torch.from_numpy(value) for key, value in model.state_dict().items()})
     return model, twin
@@ -64,12 +66,13 @@ def random_batch(n: int, size: int, classes: int, seed: int = 0) -> tuple[np.nda
 # every gradient, and the state (weights and running statistics) after one SGD step.
 @pytest.mark.parametrize("stem", ["imagenet", pytest.param("cifar", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
-def test_training_step_matches_torch(variant, stem):
+def test_training_step_matches_torch(variant, stem, device):
     classes = 10
-    model, twin = build_pair(num_classes=classes, variant=variant, stem=stem, width=0.25, dropout=0.0,
+    model, twin = build_pair(device, num_classes=classes, variant=variant, stem=stem, width=0.25, dropout=0.0,
                              aux_dropout=0.0)
     images, targets = random_batch(4, 32, classes)
-    x, x_torch, targets_torch = minigrad.Tensor(images), torch.from_numpy(images), torch.from_numpy(targets)
+    x, x_torch = minigrad.Tensor(images, device=device), torch.from_numpy(images)
+    targets_torch = torch.from_numpy(targets)
 
     # 1. eval mode: running statistics, logits only
     model.eval()
@@ -94,6 +97,7 @@ def test_training_step_matches_torch(variant, stem):
     assert names == list(twin_parameters)
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None, f"{name} got no gradient"
+        assert parameter.grad.device == device, f"the gradient of {name} left {device}"
         assert_close(parameter.grad.numpy(), twin_parameters[name].grad.numpy(), f"grad of {name}", rtol=1e-8,
                      atol=1e-12)
 
@@ -114,21 +118,22 @@ def test_training_step_matches_torch(variant, stem):
 
 
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
-def test_imagenet_stem_eval_at_full_width_and_32x32(variant):
-    model, twin = build_pair(variant=variant, transform_input=variant == "torchvision")
+def test_imagenet_stem_eval_at_full_width_and_32x32(variant, device):
+    model, twin = build_pair(device, variant=variant, transform_input=variant == "torchvision")
     eval_pair(model, twin, np.random.default_rng(1))
     images, _ = random_batch(4, 32, 1000, seed=1)
     with minigrad.no_grad(), torch.no_grad():
-        assert_close(model(minigrad.Tensor(images)).numpy(), twin(torch.from_numpy(images)).numpy(), "eval logits")
+        logits = model(minigrad.Tensor(images, device=device)).numpy()
+        assert_close(logits, twin(torch.from_numpy(images)).numpy(), "eval logits")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["paper", "torchvision"])
-def test_eval_logits_at_224_full_width(variant):
-    model, twin = build_pair(variant=variant)
+def test_eval_logits_at_224_full_width(variant, device):
+    model, twin = build_pair(device, variant=variant)
     eval_pair(model, twin, np.random.default_rng(2))
     images, _ = random_batch(1, 224, 1000, seed=3)
     with minigrad.no_grad(), torch.no_grad():
-        logits = model(minigrad.Tensor(images)).numpy()
+        logits = model(minigrad.Tensor(images, device=device)).numpy()
         assert_close(logits, twin(torch.from_numpy(images)).numpy(), "eval logits at 224")
     assert logits.shape == (1, 1000)
