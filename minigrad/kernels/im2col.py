@@ -14,6 +14,10 @@ With the windows as columns, a convolution is one matrix multiply (``weight_matr
 
 ``x_padded`` is ``x`` with zeros around it: ``padding`` takes an int, a pair ``(pH, pW)`` or pads per side
 ``((top, bottom), (left, right))`` (PyTorch's ``padding="same"`` needs the last form for even kernels).
+
+The functions here are array expressions that run unchanged on NumPy and CuPy, and they are the reference.
+On a GPU, ``MINIGRAD_CUDA_KERNELS=1`` swaps in hand-written CUDA kernels with the same layout
+(:mod:`minigrad.kernels.cuda_im2col`, source in ``cuda/im2col.cu``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from minigrad import backend
+from minigrad.kernels import cuda_im2col
 from minigrad.kernels.utils import Pads, conv_output_size, pads_per_side, pair
 
 
@@ -93,6 +98,8 @@ def im2col(
     (dilation_h, dilation_w), (out_h, out_w) = geometry.dilation, geometry.out_size
     shape = (c * kernel_h * kernel_w, n * out_h * out_w)
     cols = _output_array(out, shape, x, "im2col")
+    if cuda_im2col.use_cuda_kernels(x):  # opt-in CUDA kernel on the GPU (see the module docstring)
+        return cuda_im2col.im2col_cuda(x, geometry, cols)
 
     # All windows of the full (dilated) kernel span, one per pixel: (N, C, H', W', span_h, span_w). Taking
     # every stride-th window and every dilation-th tap inside a window leaves (N, C, H_out, W_out, kH, kW).
@@ -132,6 +139,9 @@ def col2im(
             f"col2im: cols has shape {tuple(cols.shape)} but input shape {tuple(x_shape)} with kernel "
             f"{geometry.kernel}, stride {geometry.stride}, pads {geometry.pads} needs {expected}"
         )
+    if cuda_im2col.use_cuda_kernels(cols):  # opt-in CUDA kernel on the GPU (see the module docstring)
+        result = _output_array(out, (n, c, h, w), cols, "col2im")
+        return cuda_im2col.col2im_cuda(cols, x_shape, geometry, result)
     xp = backend.xp_of(cols)
     cols_by_tap = cols.reshape(c, kernel_h, kernel_w, n, out_h, out_w)
     # Sum in (C, N, H, W) order, the order of the columns, so every add walks both arrays front to back;
