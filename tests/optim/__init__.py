@@ -1,4 +1,8 @@
-"""Shared helpers for the optimizer tests: one sequence of gradients fed to minigrad and to torch."""
+"""Shared helpers for the optimizer tests: one sequence of gradients fed to minigrad and to torch.
+
+``run_minigrad`` takes a ``device``: the parameters and gradients live there and the final values come back
+as NumPy arrays (``.numpy()``), to be compared with torch's on the CPU.
+"""
 
 from __future__ import annotations
 
@@ -26,15 +30,17 @@ def gradient_sequence(steps: int, seed: int = 1, dtype: Any = np.float64, shapes
 
 
 def run_minigrad(
-    make_optimizer: Callable[[Any, list], Any], initial: list[np.ndarray], gradients: list
+    make_optimizer: Callable[[Any, list], Any], initial: list[np.ndarray], gradients: list, device: str = "cpu"
 ) -> tuple[list[np.ndarray], Any]:
-    """Feed ``gradients`` (a list of steps; None = no gradient) to a minigrad optimizer; return final values."""
-    params = [minigrad.Tensor(array.copy(), requires_grad=True) for array in initial]
+    """Feed ``gradients`` (a list of steps; None = no gradient) to a minigrad optimizer whose parameters live
+    on ``device``; return the final values (NumPy) and the optimizer."""
+    params = [minigrad.Tensor(array.copy(), requires_grad=True, device=device) for array in initial]
     optimizer = make_optimizer(optim, params)
     for step_gradients in gradients:
         for param, gradient in zip(params, step_gradients):
-            param.grad = None if gradient is None else minigrad.Tensor(gradient.copy())
+            param.grad = None if gradient is None else minigrad.Tensor(gradient.copy(), device=device)
         optimizer.step()
+    assert all(param.device == device for param in params), "a step moved a parameter off its device"
     return [param.numpy() for param in params], optimizer
 
 

@@ -1,4 +1,8 @@
-"""The Optimizer base: zero_grad, state dicts (and their pickle-free flat form), validation messages."""
+"""The Optimizer base: zero_grad, state dicts (and their pickle-free flat form), validation messages.
+
+State dicts and zero_grad take the ``device`` fixture (a state dict is plain NumPy data whatever the device);
+the validation messages are checked on the CPU only.
+"""
 
 import numpy as np
 import pytest
@@ -21,14 +25,14 @@ def two_groups(params):
     return [{"params": params[:2], "lr": 0.05}, {"params": params[2:]}]
 
 
-def make_params(dtype=np.float64):
-    return [minigrad.Tensor(array, requires_grad=True) for array in initial_arrays(seed=0, dtype=dtype)]
+def make_params(dtype=np.float64, device="cpu"):
+    return [minigrad.Tensor(array, requires_grad=True, device=device) for array in initial_arrays(seed=0, dtype=dtype)]
 
 
 def run_steps(optimizer, params, gradients):
     for step_gradients in gradients:
         for param, gradient in zip(params, step_gradients):
-            param.grad = minigrad.Tensor(gradient.copy())
+            param.grad = minigrad.Tensor(gradient.copy(), device=param.device)
         optimizer.step()
 
 
@@ -36,13 +40,13 @@ def run_steps(optimizer, params, gradients):
 @pytest.mark.parametrize("through_npz", [False, True], ids=["dict", "npz"])
 @pytest.mark.parametrize("name", list(MAKERS))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_state_dict_round_trip_is_bitwise(name, through_npz, dtype, tmp_path):
+def test_state_dict_round_trip_is_bitwise(name, through_npz, dtype, tmp_path, device):
     """5 steps, save, load into a fresh optimizer (fresh parameters with the same values), 5 more == 10 steps."""
     gradients = gradient_sequence(10, seed=1, dtype=dtype)
-    straight_params = make_params(dtype)
+    straight_params = make_params(dtype, device)
     run_steps(MAKERS[name](optim, two_groups(straight_params)), straight_params, gradients)
 
-    params = make_params(dtype)
+    params = make_params(dtype, device)
     optimizer = MAKERS[name](optim, two_groups(params))
     run_steps(optimizer, params, gradients[:5])
     saved = optimizer.state_dict()
@@ -50,19 +54,19 @@ def test_state_dict_round_trip_is_bitwise(name, through_npz, dtype, tmp_path):
         np.savez(tmp_path / "optimizer.npz", **flatten_state_dict(saved))
         with np.load(tmp_path / "optimizer.npz", allow_pickle=False) as archive:
             saved = unflatten_state_dict(archive)
-    resumed_params = [minigrad.Tensor(param.numpy(), requires_grad=True) for param in params]
+    resumed_params = [minigrad.Tensor(param.numpy(), requires_grad=True, device=device) for param in params]
     resumed = MAKERS[name](optim, [{"params": resumed_params[:2]}, {"params": resumed_params[2:], "lr": 0.5}])
     resumed.load_state_dict(saved)
     assert resumed.param_groups[0]["lr"] == 0.05, "hyperparameters come from the state dict"
     run_steps(resumed, resumed_params, gradients[5:])
 
     for ours, reference in zip(resumed_params, straight_params):
-        assert ours.dtype == dtype
+        assert ours.dtype == dtype and ours.device == device
         np.testing.assert_array_equal(ours.numpy(), reference.numpy())
 
 
-def test_state_dict_has_torchs_layout_and_only_plain_data():
-    params = make_params()
+def test_state_dict_has_torchs_layout_and_only_plain_data(device):
+    params = make_params(device=device)
     torch_params = [torch.tensor(param.numpy(), requires_grad=True) for param in params]
     gradients = gradient_sequence(2, seed=3)
     optimizer = optim.Adam(two_groups(params), lr=0.01, amsgrad=True)
@@ -91,8 +95,8 @@ def test_state_dict_has_torchs_layout_and_only_plain_data():
     assert plain(ours)
 
 
-def test_state_dict_is_a_copy():
-    params = make_params()
+def test_state_dict_is_a_copy(device):
+    params = make_params(device=device)
     optimizer = optim.SGD(params, lr=0.1, momentum=0.9)
     run_steps(optimizer, params, gradient_sequence(1, seed=4))
     saved = optimizer.state_dict()
@@ -103,8 +107,8 @@ def test_state_dict_is_a_copy():
     assert optimizer.param_groups[0]["lr"] == 0.1
 
 
-def test_loaded_state_does_not_share_memory_with_the_dict():
-    params = make_params()
+def test_loaded_state_does_not_share_memory_with_the_dict(device):
+    params = make_params(device=device)
     optimizer = optim.SGD(params, lr=0.1, momentum=0.9)
     run_steps(optimizer, params, gradient_sequence(1, seed=6))
     saved = optimizer.state_dict()
@@ -141,20 +145,20 @@ def test_load_state_dict_errors():
 
 
 # ----- zero_grad and step ------------------------------------------------------------------------
-def test_zero_grad():
-    params = make_params()
+def test_zero_grad(device):
+    params = make_params(device=device)
     optimizer = optim.SGD(params, lr=0.1)
     for param in params[:2]:
-        param.grad = minigrad.Tensor(np.ones(param.shape))
+        param.grad = minigrad.Tensor(np.ones(param.shape), device=device)
     kept = params[0].grad
     optimizer.zero_grad(set_to_none=False)
-    assert params[0].grad is kept and not params[0].grad.data.any() and params[2].grad is None
+    assert params[0].grad is kept and not params[0].grad.numpy().any() and params[2].grad is None
     optimizer.zero_grad()
     assert all(param.grad is None for param in params)
 
 
-def test_zero_grad_then_backward_accumulates_afresh():
-    weight = minigrad.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+def test_zero_grad_then_backward_accumulates_afresh(device):
+    weight = minigrad.Tensor(np.array([1.0, 2.0]), requires_grad=True, device=device)
     optimizer = optim.SGD([weight], lr=0.5)
     for _ in range(2):
         optimizer.zero_grad()
