@@ -1,11 +1,14 @@
-"""Element-wise ops: extreme values, PyTorch's conventions at kinks, broadcasting, dtype promotion."""
+"""Element-wise ops: extreme values, PyTorch's conventions at kinks, broadcasting, dtype promotion.
+
+Every test but the error message takes the ``device`` fixture (minigrad on that device, torch on the CPU).
+"""
 
 from __future__ import annotations
 
 import numpy
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minigrad.functional as F
@@ -16,37 +19,37 @@ EXTREMES = numpy.array([-1000.0, -100.0, -30.0, -20.0, -17.0, -1.0, 0.0, 1.0, 17
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
-def test_sigmoid_keeps_relative_precision_at_extremes(dtype):
+def test_sigmoid_keeps_relative_precision_at_extremes(dtype, device):
     # 1 + tanh(x/2) rounds to 0 in float32 for x = -20: sigmoid(-20) is 2e-9, a relative error of 100%.
     # (atol: torch flushes sigmoid(-100) = 4e-44, a float32 subnormal, to 0)
     rtol = 1e-6 if dtype == numpy.float32 else 1e-14
     with numpy.errstate(over="raise", invalid="raise"):  # no overflow on the way (underflow is fine)
-        check_against_torch(F.sigmoid, torch.sigmoid, [EXTREMES.astype(dtype)], rtol=rtol, atol=1e-37)
+        check_against_torch(F.sigmoid, torch.sigmoid, [EXTREMES.astype(dtype)], rtol=rtol, atol=1e-37, device=device)
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
-def test_tanh_and_exp_at_extremes(dtype):
-    check_against_torch(F.tanh, torch.tanh, [EXTREMES.astype(dtype)], rtol=1e-6, atol=1e-30)
+def test_tanh_and_exp_at_extremes(dtype, device):
+    check_against_torch(F.tanh, torch.tanh, [EXTREMES.astype(dtype)], rtol=1e-6, atol=1e-30, device=device)
     moderate = numpy.array([-80.0, -5.0, 0.0, 5.0, 80.0], dtype=dtype)
-    check_against_torch(F.exp, torch.exp, [moderate], rtol=1e-6, atol=0)
+    check_against_torch(F.exp, torch.exp, [moderate], rtol=1e-6, atol=0, device=device)
 
 
-def test_relu_at_infinities_and_zero():
+def test_relu_at_infinities_and_zero(device):
     x = numpy.array([-numpy.inf, -2.0, 0.0, 3.0, numpy.inf], dtype=numpy.float32)
-    out = check_against_torch(F.relu, torch.relu, [x], rtol=0, atol=0)
+    out = check_against_torch(F.relu, torch.relu, [x], rtol=0, atol=0, device=device)
     numpy.testing.assert_array_equal(out.numpy(), [0.0, 0.0, 0.0, 3.0, numpy.inf])  # -inf -> 0, not nan
 
 
-def test_relu_gradient_at_zero_is_zero_like_torch():
-    x = Tensor(numpy.array([-1.0, 0.0, 1.0]), requires_grad=True)
+def test_relu_gradient_at_zero_is_zero_like_torch(device):
+    x = Tensor(numpy.array([-1.0, 0.0, 1.0]), requires_grad=True, device=device)
     F.relu(x).sum().backward()
     numpy.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
 
 
-def test_relu_inplace_overwrites_its_input_and_gives_the_same_gradients_as_torch():
+def test_relu_inplace_overwrites_its_input_and_gives_the_same_gradients_as_torch(device):
     rng = numpy.random.default_rng(0)
-    x = Tensor(rng.standard_normal((3, 4)).astype(numpy.float32), requires_grad=True)
-    scale = Tensor(rng.standard_normal((3, 4)).astype(numpy.float32), requires_grad=True)
+    x = Tensor(rng.standard_normal((3, 4)).astype(numpy.float32), requires_grad=True, device=device)
+    scale = Tensor(rng.standard_normal((3, 4)).astype(numpy.float32), requires_grad=True, device=device)
     upstream = rng.standard_normal((3, 4)).astype(numpy.float32)
     product = x * scale  # a fresh intermediate that nothing else reads: what inplace is for
     out = F.relu(product, inplace=True)
@@ -70,9 +73,9 @@ def test_relu_inplace_refuses_a_leaf_that_requires_grad():
 
 
 @pytest.mark.parametrize("fn, ref", [(F.log, torch.log), (F.sqrt, torch.sqrt)])
-def test_log_and_sqrt_on_tiny_and_huge_values(fn, ref):
+def test_log_and_sqrt_on_tiny_and_huge_values(fn, ref, device):
     x = numpy.array([1e-30, 1e-8, 1.0, 1e8, 1e30])
-    check_against_torch(fn, ref, [x], rtol=1e-12)
+    check_against_torch(fn, ref, [x], rtol=1e-12, device=device)
 
 
 def test_broadcast_error_names_both_shapes():
@@ -82,9 +85,9 @@ def test_broadcast_error_names_both_shapes():
             op(a, b)
 
 
-def test_integer_tensor_with_float_tensor_uses_the_float_dtype():
-    x = Tensor(numpy.array([1.0, 2.0, 3.0], dtype=numpy.float32), requires_grad=True)
-    counts = Tensor([1, 2, 3])
+def test_integer_tensor_with_float_tensor_uses_the_float_dtype(device):
+    x = Tensor(numpy.array([1.0, 2.0, 3.0], dtype=numpy.float32), requires_grad=True, device=device)
+    counts = Tensor([1, 2, 3], device=device)
     for y in (x * counts, counts * x, x + counts, counts - x, x / counts, counts / x):
         assert y.dtype == numpy.float32
     (x * counts).sum().backward()
@@ -92,13 +95,14 @@ def test_integer_tensor_with_float_tensor_uses_the_float_dtype():
     assert counts.grad is None
 
 
-def test_pow_with_tensor_exponent_broadcasts_both_gradients():
+def test_pow_with_tensor_exponent_broadcasts_both_gradients(device):
     rng = numpy.random.default_rng(0)
-    check_against_torch(F.pow, torch.pow, [rng.uniform(0.5, 2.0, (3, 1, 4)), rng.standard_normal((2, 1))])
+    arrays = [rng.uniform(0.5, 2.0, (3, 1, 4)), rng.standard_normal((2, 1))]
+    check_against_torch(F.pow, torch.pow, arrays, device=device)
 
 
-def test_python_scalar_on_the_left():
-    x = Tensor(numpy.array([0.5, 2.0]), requires_grad=True)
+def test_python_scalar_on_the_left(device):
+    x = Tensor(numpy.array([0.5, 2.0]), requires_grad=True, device=device)
     y = 1 / x + 3 - x * 2
     y.sum().backward()
     numpy.testing.assert_allclose(y.numpy(), 1 / x.numpy() + 3 - 2 * x.numpy())
@@ -119,12 +123,13 @@ def broadcastable_pair():
     )).map(lambda args: split(*args))
 
 
-@settings(max_examples=30, deadline=None)
+# `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pair=broadcastable_pair(), op=st.sampled_from(["add", "sub", "mul", "div"]), swap=st.booleans())
-def test_broadcasting_gradients_match_torch(pair, op, swap):
+def test_broadcasting_gradients_match_torch(pair, op, swap, device):
     shape_a, shape_b = pair[::-1] if swap else pair
     rng = numpy.random.default_rng(0)
     a = rng.standard_normal(shape_a)
     b = rng.uniform(0.5, 2.0, shape_b) * rng.choice([-1, 1], shape_b)
     reference = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}[op]
-    check_against_torch(getattr(F, op), reference, [a, b])
+    check_against_torch(getattr(F, op), reference, [a, b], device=device)

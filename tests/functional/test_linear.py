@@ -1,4 +1,7 @@
-"""matmul with NumPy's broadcasting and 1-D rules, and the fully connected layer; errors name both shapes."""
+"""matmul with NumPy's broadcasting and 1-D rules, and the fully connected layer; errors name both shapes.
+
+The parity tests take the ``device`` fixture (minigrad on that device, torch on the CPU).
+"""
 
 from __future__ import annotations
 
@@ -24,16 +27,17 @@ SHAPE_PAIRS = [
 
 
 @pytest.mark.parametrize("shape_a, shape_b, expected", SHAPE_PAIRS, ids=[f"{a}@{b}" for a, b, _ in SHAPE_PAIRS])
-def test_matmul_shapes_and_gradients_match_torch(shape_a, shape_b, expected):
+def test_matmul_shapes_and_gradients_match_torch(shape_a, shape_b, expected, device):
     rng = numpy.random.default_rng(0)
-    out = check_against_torch(F.matmul, torch.matmul, [rng.standard_normal(shape_a), rng.standard_normal(shape_b)])
+    arrays = [rng.standard_normal(shape_a), rng.standard_normal(shape_b)]
+    out = check_against_torch(F.matmul, torch.matmul, arrays, device=device)
     assert out.shape == expected
 
 
-def test_matmul_operator_in_float32():
+def test_matmul_operator_in_float32(device):
     rng = numpy.random.default_rng(0)
     a, b = (rng.standard_normal(s).astype(numpy.float32) for s in ((2, 3, 4), (4, 5)))
-    check_against_torch(lambda x, y: x @ y, lambda x, y: x @ y, [a, b], rtol=1e-5, atol=1e-5)
+    check_against_torch(lambda x, y: x @ y, lambda x, y: x @ y, [a, b], rtol=1e-5, atol=1e-5, device=device)
 
 
 def test_matmul_errors_name_both_shapes():
@@ -49,11 +53,11 @@ def test_matmul_errors_name_both_shapes():
 
 @pytest.mark.parametrize("x_shape", [(4, 5), (5,), (2, 3, 5)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_linear_matches_torch(x_shape, with_bias):
+def test_linear_matches_torch(x_shape, with_bias, device):
     rng = numpy.random.default_rng(1)
     arrays = [rng.standard_normal(x_shape), rng.standard_normal((3, 5))]
     arrays += [rng.standard_normal(3)] if with_bias else []
-    check_against_torch(F.linear, torch.nn.functional.linear, arrays)
+    check_against_torch(F.linear, torch.nn.functional.linear, arrays, device=device)
 
 
 def test_linear_errors():

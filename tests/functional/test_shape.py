@@ -1,4 +1,7 @@
-"""Shape ops: indexing (repeated indices add up), reshape/permute/transpose/flatten and their errors."""
+"""Shape ops: indexing (repeated indices add up), reshape/permute/transpose/flatten and their errors.
+
+The parity tests take the ``device`` fixture (minigrad and its index tensors on that device, torch on the CPU).
+"""
 
 from __future__ import annotations
 
@@ -13,28 +16,30 @@ from tests.functional import check_against_torch
 X = numpy.random.default_rng(0).standard_normal((4, 5))
 
 
-def test_getitem_with_repeated_indices_accumulates():
+def test_getitem_with_repeated_indices_accumulates(device):
     index = numpy.array([1, 3, 1, 1, 0])
-    out = check_against_torch(lambda t: t[Tensor(index)], lambda t: t[torch.tensor(index)], [X])
+    out = check_against_torch(lambda t: t[Tensor(index, device=device)], lambda t: t[torch.tensor(index)], [X],
+                              device=device)
     assert out.shape == (5, 5)
-    x = Tensor(X, requires_grad=True)
+    x = Tensor(X, requires_grad=True, device=device)
     x[[2, 2, 2]].sum().backward()  # a plain `grad[index] = upstream` would give 1 instead of 3
     numpy.testing.assert_array_equal(x.grad.numpy()[2], numpy.full(5, 3.0))
     assert x.grad.numpy()[[0, 1, 3]].sum() == 0
 
 
-def test_getitem_paired_repeated_and_mixed_with_slices():
+def test_getitem_paired_repeated_and_mixed_with_slices(device):
     rows, cols = numpy.array([0, 2, 0, 0]), numpy.array([1, 4, 1, 3])
-    check_against_torch(lambda t: t[Tensor(rows), Tensor(cols)], lambda t: t[torch.tensor(rows), torch.tensor(cols)],
-                        [X])
-    check_against_torch(lambda t: t[1:, Tensor(cols)], lambda t: t[1:, torch.tensor(cols)], [X])
+    rows_ours, cols_ours = Tensor(rows, device=device), Tensor(cols, device=device)
+    check_against_torch(lambda t: t[rows_ours, cols_ours], lambda t: t[torch.tensor(rows), torch.tensor(cols)],
+                        [X], device=device)
+    check_against_torch(lambda t: t[1:, cols_ours], lambda t: t[1:, torch.tensor(cols)], [X], device=device)
 
 
-def test_getitem_boolean_mask_and_basic_indexing():
+def test_getitem_boolean_mask_and_basic_indexing(device):
     mask = X > 0
-    check_against_torch(lambda t: t[Tensor(mask)], lambda t: t[torch.tensor(mask)], [X])
-    check_against_torch(lambda t: t[::-2, 1:4], lambda t: t.flip(0)[::2, 1:4], [X])
-    check_against_torch(lambda t: t[-1], lambda t: t[-1], [X])
+    check_against_torch(lambda t: t[Tensor(mask, device=device)], lambda t: t[torch.tensor(mask)], [X], device=device)
+    check_against_torch(lambda t: t[::-2, 1:4], lambda t: t.flip(0)[::2, 1:4], [X], device=device)
+    check_against_torch(lambda t: t[-1], lambda t: t[-1], [X], device=device)
 
 
 def test_getitem_out_of_range_names_the_shape():
@@ -42,15 +47,18 @@ def test_getitem_out_of_range_names_the_shape():
         Tensor(X)[Tensor([0, 7])]
 
 
-def test_reshape_permute_transpose_flatten_match_torch():
+def test_reshape_permute_transpose_flatten_match_torch(device):
     x = numpy.random.default_rng(1).standard_normal((2, 3, 4, 5))
-    check_against_torch(lambda t: t.reshape(6, -1), lambda t: t.reshape(6, -1), [x])
-    check_against_torch(lambda t: t.permute(0, 2, 3, 1), lambda t: t.permute(0, 2, 3, 1), [x])
-    check_against_torch(lambda t: t.permute(-1, 0, -2, 1), lambda t: t.permute(-1, 0, -2, 1), [x])
-    check_against_torch(lambda t: t.transpose(1, -1), lambda t: t.transpose(1, -1), [x])
-    check_against_torch(lambda t: t.flatten(1, 2), lambda t: t.flatten(1, 2), [x])
-    check_against_torch(lambda t: t.flatten(-2), lambda t: t.flatten(-2), [x])
-    check_against_torch(lambda t: t.T, lambda t: t.permute(3, 2, 1, 0), [x])
+    for ours, theirs in [
+        (lambda t: t.reshape(6, -1), lambda t: t.reshape(6, -1)),
+        (lambda t: t.permute(0, 2, 3, 1), lambda t: t.permute(0, 2, 3, 1)),
+        (lambda t: t.permute(-1, 0, -2, 1), lambda t: t.permute(-1, 0, -2, 1)),
+        (lambda t: t.transpose(1, -1), lambda t: t.transpose(1, -1)),
+        (lambda t: t.flatten(1, 2), lambda t: t.flatten(1, 2)),
+        (lambda t: t.flatten(-2), lambda t: t.flatten(-2)),
+        (lambda t: t.T, lambda t: t.permute(3, 2, 1, 0)),
+    ]:
+        check_against_torch(ours, theirs, [x], device=device)
 
 
 def test_shape_errors_name_the_shape():
