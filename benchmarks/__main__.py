@@ -3,6 +3,7 @@
     python -m benchmarks                      # everything (about 10 minutes on 2 cores)
     python -m benchmarks --quick              # a subset in about a minute
     python -m benchmarks --only kernels --json results.json
+    python -m benchmarks --device cuda        # minigrad on CuPy against torch on the same GPU
 
 See benchmarks/README.md for what each column means.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import os
 import platform
@@ -20,10 +20,20 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.common import Row, format_table, gemm_ceiling, rows_to_json, setup_threads
+from benchmarks.common import (
+    TORCH_HAS_NO_CUDA,
+    Row,
+    exit_unless_available,
+    format_table,
+    gemm_ceiling,
+    gpu_name,
+    rows_to_json,
+    setup_threads,
+    torch_device,
+)
 
 GROUPS = ("kernels", "googlenet", "train")
-TRAIN_CONTRACT = "benchmarks/bench_train.py must define run(quick=False, smoke=False, progress=None) -> list[Row]"
+PROGRAM = "python -m benchmarks"
 
 
 def cpu_name() -> str:
@@ -43,15 +53,20 @@ def load_average() -> float | None:
 
 
 def machine_header(args: argparse.Namespace) -> dict[str, Any]:
-    """Everything a reader needs to judge the numbers: versions, threads, BLAS, environment, GEMM ceiling."""
+    """Everything a reader needs to judge the numbers: versions, threads, BLAS, environment, the device,
+    the GEMM ceiling."""
     import numpy
     import torch
 
     # Smoke runs use one thread: on a busy machine a multithreaded toy call waits for descheduled threads.
     threads = setup_threads(args.threads if args.threads or not args.smoke else 1)
-    ceiling = gemm_ceiling(size=256 if args.smoke else 2048, repeats=2 if args.smoke else 7)
-    return {
+    on_gpu = args.device == "cuda"
+    # A GPU multiplies 2048x2048 in well under a millisecond: a larger matrix keeps the clock's share small.
+    size = 256 if args.smoke else 4096 if on_gpu else 2048
+    ceiling = gemm_ceiling(size=size, repeats=2 if args.smoke else 7, device=args.device)
+    header = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "device": args.device,
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "load_average_start": load_average(),
@@ -65,47 +80,57 @@ def machine_header(args: argparse.Namespace) -> dict[str, Any]:
         "gemm_ceiling": ceiling,
         "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
     }
+    if on_gpu:
+        import cupy
+
+        on_torch = torch_device("cuda")
+        header.update(gpu=gpu_name(), cupy=cupy.__version__, torch_cuda=torch.version.cuda,
+                      torch_device=None if on_torch is None else str(on_torch),
+                      torch_note=TORCH_HAS_NO_CUDA if on_torch is None else "float32 with TF32 off")
+    return header
 
 
 def describe_header(header: dict[str, Any]) -> str:
     threads, ceiling = header["threads"], header["gemm_ceiling"]
     environment = ", ".join(f"{name}={value}" for name, value in header["environment"].items() if value is not None)
+    torch_ceiling = ceiling["torch_gflops"]
     lines = [
-        f"minigrad benchmarks ({header['mode']}), {header['date']}, {header['cpu']}, {header['cores']} cores, "
-        f"load average {header['load_average_start'] or 0:.2f} at start",
+        f"minigrad benchmarks ({header['mode']}) on {header['device']}, {header['date']}, {header['cpu']}, "
+        f"{header['cores']} cores, load average {header['load_average_start'] or 0:.2f} at start",
         f"python {header['python']}, numpy {header['numpy']}, torch {header['torch']}; threads: numpy's BLAS "
         f"{threads['threads']} ({threads['source']}, core {threads['core']}), torch {threads['torch_threads']}",
         f"environment: {environment or 'no OPENBLAS_*/OMP_* variables set'}",
-        f"GEMM ceiling (float32 {ceiling['size']}x{ceiling['size']} matmul): numpy "
-        f"{ceiling['numpy_gflops']:.0f} GFLOP/s (the '% ceil' reference), torch {ceiling['torch_gflops']:.0f} GFLOP/s",
     ]
+    if header["device"] == "cuda":
+        torch_side = header["torch_note"] if header["torch_device"] is None else (
+            f"{header['torch_device']} (CUDA {header['torch_cuda']}, {header['torch_note']})")
+        lines.append(f"GPU: {header['gpu']}, cupy {header['cupy']}; torch on the GPU: {torch_side}")
+    lines.append(
+        f"GEMM ceiling (float32 {ceiling['size']}x{ceiling['size']} matmul on {ceiling['device']}): "
+        f"{ceiling['library']} {ceiling['gflops']:.0f} GFLOP/s (the '% ceil' reference), torch "
+        + (TORCH_HAS_NO_CUDA if torch_ceiling is None else f"{torch_ceiling:.0f} GFLOP/s")
+    )
     return "\n".join(lines)
 
 
-def run_group(group: str, args: argparse.Namespace, progress: Any) -> tuple[list[Row], str | None]:
-    """The rows of one group, or no rows and a note saying why it was skipped."""
+def run_group(group: str, args: argparse.Namespace, progress: Any) -> list[Row]:
+    """The rows of one group."""
     if group == "kernels":
         from benchmarks import bench_kernels
 
-        return bench_kernels.run(quick=args.quick, smoke=args.smoke, progress=progress), None
+        return bench_kernels.run(quick=args.quick, smoke=args.smoke, progress=progress, device=args.device)
     if group == "googlenet":
         from benchmarks import bench_googlenet
 
         return bench_googlenet.run(quick=args.quick, smoke=args.smoke, memory=not args.no_memory,
-                                   progress=progress), None
-    try:
-        bench_train = importlib.import_module("benchmarks.bench_train")
-    except ModuleNotFoundError as error:
-        if error.name != "benchmarks.bench_train":
-            raise
-        return [], f"train: skipped, benchmarks/bench_train.py does not exist yet ({TRAIN_CONTRACT})"
-    if not callable(getattr(bench_train, "run", None)):
-        return [], f"train: skipped, {TRAIN_CONTRACT}"
-    return bench_train.run(quick=args.quick, smoke=args.smoke, progress=progress), None
+                                   progress=progress, device=args.device)
+    from benchmarks import bench_train
+
+    return bench_train.run(quick=args.quick, smoke=args.smoke, progress=progress, device=args.device)
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a subset with fewer repeats (about a minute)")
     parser.add_argument("--smoke", action="store_true", help="toy shapes, seconds: checks that the harness runs")
     parser.add_argument("--only", choices=GROUPS, action="append",
@@ -113,34 +138,38 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="also write the rows and the header as JSON to PATH")
     parser.add_argument("--threads", type=int, help="threads for numpy's BLAS and torch (default: numpy's BLAS "
                         "default, 1 with --smoke)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where minigrad runs, and torch beside it (default: cpu); cuda needs CuPy and a GPU")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the chosen groups, print the table, write the JSON; returns the JSON-ready results."""
     args = parse_arguments(argv)
+    exit_unless_available(args.device, f"{PROGRAM} --device {args.device}")  # no GPU: one line, exit status 2
     started = time.perf_counter()
     header = machine_header(args)
     print(describe_header(header), flush=True)
 
     def progress(row: Row) -> None:  # one line per case as it finishes, so a long run shows it is alive
         ratio = "-" if row.ratio is None else f"{row.ratio:.2f}"
-        print(f"  [{row.group}] {row.case}: {row.minigrad_ms:.1f} ms vs torch {row.torch_ms:.1f} ms "
-              f"(ratio {ratio})", file=sys.stderr, flush=True)
+        torch_time = (row.torch_note or "-") if row.torch_ms is None else f"{row.torch_ms:.1f} ms"
+        print(f"  [{row.group}] {row.case}: {row.minigrad_ms:.1f} ms vs torch {torch_time} (ratio {ratio})",
+              file=sys.stderr, flush=True)
 
     rows, notes = [], []
     for group in args.only or GROUPS:
-        group_rows, note = run_group(group, args, progress)
-        rows.extend(group_rows)
-        if note:
-            notes.append(note)
+        rows.extend(run_group(group, args, progress))
+    if header["device"] == "cuda" and header["torch_device"] is None:
+        notes.append(f"torch {header['torch']} is a CPU build ({TORCH_HAS_NO_CUDA}), so minigrad ran alone; "
+                     f"install a CUDA build of torch to compare on the GPU")
     header["load_average_end"] = load_average()
     header["seconds"] = round(time.perf_counter() - started, 1)
     header["notes"] = notes
 
     print()
-    print(format_table(rows, header["gemm_ceiling"]["numpy_gflops"]))
+    print(format_table(rows, header["gemm_ceiling"]["gflops"]))
     print()
     for note in notes:
         print(f"note: {note}")

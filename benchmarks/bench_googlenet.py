@@ -1,6 +1,6 @@
 """The whole GoogLeNet, minigrad vs the same network in torch: eval forward and one training step.
 
-    python -m benchmarks.bench_googlenet [--quick] [--smoke] [--json PATH]
+    python -m benchmarks.bench_googlenet [--quick] [--smoke] [--json PATH] [--device cuda]   # any harness option
 
 Models: the paper variant with aux heads, 10 classes, full width, as built by
 ``minigrad.models.inception_v1`` and by the torch twin the parity tests use (tests/models/torch_googlenet.py),
@@ -12,15 +12,17 @@ the twin loading minigrad's state dict so both start from the same weights.
 "eval fwd": ``model.eval()`` then a forward under no_grad. "train step": ``model.train()``, forward (logits
 and both aux logits), ``googlenet_loss`` (loss + 0.3 * aux losses), zero_grad, backward, SGD step
 (lr 0.01, momentum 0.9, weight decay 5e-4). Flops are counted by torch's FlopCounterMode on the twin.
-Peak memory is measured in a fresh process per (case, library): see benchmarks/common.py.
+Peak memory on the CPU is measured in a fresh process per (case, library); on the GPU each library's
+allocator counts its own bytes, in this process: see benchmarks/common.py. With ``device="cuda"`` both
+models and the batch live on the GPU (minigrad's through ``Module.to("cuda")``, the twin's through
+``.to(torch.device("cuda"))``), loaded with the same weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,16 +31,18 @@ import numpy as np
 
 from benchmarks.common import (
     Row,
+    gpu_peak_increase,
     measure_in_subprocess,
     peak_rss_increase,
     set_blas_threads,
     setup_threads,
-    time_pair,
+    timed_row,
+    torch_device,
+    torch_twin_module,
 )
 
 GROUP = "googlenet"
 NUM_CLASSES = 10
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,6 @@ def model_cases(quick: bool = False, smoke: bool = False) -> list[ModelCase]:
         return [ModelCase("cifar", batch=2, width=0.125)]
     cases = [ModelCase("cifar", batch=32)]
     return cases if quick else cases + [ModelCase("imagenet", batch=128)]
-
-
-def torch_twin_module() -> Any:
-    """tests/models/torch_googlenet.py, imported by file path (the tests folder is not an installed package)."""
-    path = os.path.join(REPO_ROOT, "tests", "models", "torch_googlenet.py")
-    spec = importlib.util.spec_from_file_location("torch_googlenet", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_minigrad(case: ModelCase) -> Any:
@@ -95,13 +90,16 @@ def make_batch(case: ModelCase, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, generator.integers(0, NUM_CLASSES, case.batch)
 
 
-def minigrad_steps(model: Any, images: np.ndarray, targets: np.ndarray) -> dict[str, Callable[[], Any]]:
-    """minigrad's eval forward and training step on one fixed batch."""
+def minigrad_steps(model: Any, images: np.ndarray, targets: np.ndarray, device: str = "cpu"
+                   ) -> dict[str, Callable[[], Any]]:
+    """minigrad's eval forward and training step on one fixed batch, the model and the batch on ``device``."""
     import minigrad
-    from minigrad import optim
+    from minigrad import backend, optim
     from minigrad.models import googlenet_loss
 
-    x = minigrad.Tensor(images)
+    model.to(device)
+    x = minigrad.Tensor(images, device=device)
+    targets = backend.to_device(targets, device)  # once, not at every step
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def eval_forward():
@@ -120,11 +118,14 @@ def minigrad_steps(model: Any, images: np.ndarray, targets: np.ndarray) -> dict[
     return {"eval": eval_forward, "train": train_step}
 
 
-def torch_steps(model: Any, images: np.ndarray, targets: np.ndarray) -> dict[str, Callable[[], Any]]:
-    """torch's eval forward and training step, written exactly as minigrad's."""
+def torch_steps(model: Any, images: np.ndarray, targets: np.ndarray, on_torch: Any = None
+                ) -> dict[str, Callable[[], Any]]:
+    """torch's eval forward and training step, written exactly as minigrad's, on the torch.device ``on_torch``."""
     import torch
 
-    x, y = torch.from_numpy(images), torch.from_numpy(targets)
+    on_torch = on_torch or torch.device("cpu")
+    model.to(on_torch)
+    x, y = torch.from_numpy(images).to(on_torch), torch.from_numpy(targets).to(on_torch)
     loss_function = torch_twin_module().googlenet_loss
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
@@ -164,28 +165,43 @@ def count_flops(case: ModelCase) -> dict[str, float]:
     return counts
 
 
-def memory_worker(library: str, case: ModelCase, mode: str, steps: int, threads: int) -> dict[str, float]:
-    """In a fresh process: build one library's model, then the peak resident memory of ``steps`` calls of
-    ``mode`` above what the process held after building it (weights, the batch, the imports)."""
+def memory_worker(library: str, case: ModelCase, mode: str, steps: int, threads: int | None,
+                  device: str = "cpu") -> dict[str, float]:
+    """Build one library's model on ``device``, then the peak memory of ``steps`` calls of ``mode`` above what
+    was held after building it (weights, the batch, the imports): resident memory on the CPU (run this in a
+    fresh process), the library's GPU allocator on "cuda"."""
     images, targets = make_batch(case)
-    if library == "minigrad":  # this process never imports torch
-        set_blas_threads(threads)
-        calls = minigrad_steps(build_minigrad(case), images, targets)
+    if library == "minigrad":  # the CPU worker process never imports torch
+        if threads is not None:
+            set_blas_threads(threads)
+        calls = minigrad_steps(build_minigrad(case), images, targets, device)
     else:
-        setup_threads(threads)
-        calls = torch_steps(build_torch(case), images, targets)
+        if threads is not None:
+            setup_threads(threads)
+        calls = torch_steps(build_torch(case), images, targets, torch_device(device))
 
     def run_steps():
         for _ in range(steps):
             calls[mode]()
 
-    return {"peak_mb": peak_rss_increase(run_steps)}
+    if device == "cpu":
+        return {"peak_mb": peak_rss_increase(run_steps)}
+    return {"peak_mb": gpu_peak_increase(library, run_steps)}
 
 
-def measure_memory(case: ModelCase, mode: str, steps: int) -> tuple[float, float]:
-    """Peak MiB of minigrad and of torch, each measured by :func:`memory_worker` in its own process."""
+def measure_memory(case: ModelCase, mode: str, steps: int, device: str = "cpu") -> tuple[float, float | None]:
+    """Peak MiB of minigrad and of torch (None where torch does not run on ``device``), each from a model
+    built afresh (its first step also allocates the gradients and the momentum buffers).
+
+    CPU: each in its own process (:func:`memory_worker`), since allocators keep freed memory. GPU: here,
+    since each library's allocator counts only its own blocks.
+    """
     import torch
 
+    if device != "cpu":
+        libraries = ["minigrad"] + (["torch"] if torch_device(device) is not None else [])
+        peaks = [memory_worker(library, case, mode, steps, None, device)["peak_mb"] for library in libraries]
+        return peaks[0], peaks[1] if len(peaks) > 1 else None
     peaks = []
     for library in ("minigrad", "torch"):
         arguments = ["--memory-worker", library, "--stem", case.stem, "--batch", str(case.batch),
@@ -196,38 +212,43 @@ def measure_memory(case: ModelCase, mode: str, steps: int) -> tuple[float, float
 
 
 def run(quick: bool = False, smoke: bool = False, memory: bool = True,
-        progress: Callable[[Row], None] | None = None) -> list[Row]:
+        progress: Callable[[Row], None] | None = None, device: str = "cpu") -> list[Row]:
     """Two rows per model case: "eval fwd" and "train step". Full: 1 warm-up + 3 measured runs each, peak
-    memory over 2 steps; quick and smoke: 1 warm-up + 2 measured, memory of the training step only, over 1 step."""
+    memory over 2 steps; quick and smoke: 1 warm-up + 2 measured, memory of the training step only, over 1 step.
+    ``device``: "cpu" or "cuda", for both libraries (torch's column says so where it has no CUDA)."""
     warmup, repeats = 1, (2 if quick or smoke else 3)
+    on_torch = torch_device(device)
+    progress = progress or (lambda row: None)
     rows = []
     for case in model_cases(quick, smoke):
         flops = count_flops(case)
         minigrad_model = build_minigrad(case)
-        torch_model = build_torch(case, minigrad_model)
         images, targets = make_batch(case)
-        minigrad_calls = minigrad_steps(minigrad_model, images, targets)
-        torch_calls = torch_steps(torch_model, images, targets)
+        torch_calls = dict.fromkeys(("eval", "train"))
+        if on_torch is not None:  # the twin starts from minigrad's weights
+            torch_calls = torch_steps(build_torch(case, minigrad_model), images, targets, on_torch)
+        minigrad_calls = minigrad_steps(minigrad_model, images, targets, device)
         for mode, name in (("eval", "eval fwd"), ("train", "train step")):
-            minigrad_ms, torch_ms = time_pair(minigrad_calls[mode], torch_calls[mode], warmup, repeats)
-            row = Row(GROUP, f"{case.label} {name}", minigrad_ms, torch_ms, flops=flops[mode], extra={
-                "img/s": round(case.batch / minigrad_ms * 1e3, 1),
-                "torch img/s": round(case.batch / torch_ms * 1e3, 1),
-            })
+            row = timed_row(GROUP, f"{case.label} {name}", minigrad_calls[mode], torch_calls[mode], device=device,
+                            warmup=warmup, repeats=repeats, flops=flops[mode], images=case.batch)
             if memory and (mode == "train" or not (quick or smoke)):
                 steps = 1 if quick or smoke else 2
-                row.minigrad_peak_mb, row.torch_peak_mb = measure_memory(case, mode, steps)
+                row.minigrad_peak_mb, row.torch_peak_mb = measure_memory(case, mode, steps, device)
             rows.append(row)
-            if progress is not None:
-                progress(row)
+            progress(row)
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--json", metavar="PATH")
+    """This group alone, through the harness (which takes every option); or, with --memory-worker, one
+    CPU memory measurement in this fresh process."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--memory-worker" not in argv:
+        from benchmarks.__main__ import main as harness_main
+
+        harness_main(["--only", GROUP, *argv])
+        return
+    parser = argparse.ArgumentParser(description="the CPU memory worker of bench_googlenet")
     # The memory worker, started by measure_memory in a fresh process (not meant to be typed by hand).
     parser.add_argument("--memory-worker", choices=["minigrad", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--stem", default="cifar", help=argparse.SUPPRESS)
@@ -237,14 +258,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_worker:
-        case = ModelCase(args.stem, batch=args.batch, width=args.width)
-        print(json.dumps(memory_worker(args.memory_worker, case, args.mode, args.steps, args.threads)))
-        return
-    from benchmarks.__main__ import main as harness_main
-
-    harness_argv = ["--only", "googlenet"] + ["--quick"] * args.quick + ["--smoke"] * args.smoke
-    harness_main(harness_argv + (["--json", args.json] if args.json else []))
+    case = ModelCase(args.stem, batch=args.batch, width=args.width)
+    print(json.dumps(memory_worker(args.memory_worker, case, args.mode, args.steps, args.threads)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Each layer op of GoogLeNet at its CIFAR shapes (batch 32), minigrad vs torch, forward and forward+backward.
 
-    python -m benchmarks.bench_kernels [--quick] [--smoke] [--json PATH]
+    python -m benchmarks.bench_kernels [--quick] [--smoke] [--json PATH] [--device cuda]   # any harness option
 
 The ops are called the way the model calls them: ``minigrad.functional`` on Tensors (so the Function
 wrapper, the graph and gradient accumulation are timed too) against ``torch.nn.functional`` on torch
@@ -10,17 +10,21 @@ then backpropagates a random upstream gradient into every input that wants one (
 Shapes: the cifar stem keeps Inception 3 at 32x32, 4 at 16x16 and 5 at 8x8 (see minigrad/models/inception.py):
 e.g. "3x3 96->128 @32" is inception3a's 3x3 branch. Conv flops: 2 * N * C_out * H_out * W_out * C_in * kH * kW
 for the forward; the backward computes the input gradient and the weight gradient, each as many again.
+
+With ``device="cuda"`` the inputs, the upstream gradient and batch norm's running statistics live on the GPU
+(CuPy arrays in minigrad, cuda tensors in torch); they are made from the same NumPy arrays either way.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Row, time_pair
+from benchmarks.common import Row, timed_row, torch_device
 
 GROUP = "kernels"
 BATCH = 32
@@ -66,8 +70,11 @@ def conv_case(c_in: int, c_out: int, kernel: int, size: int, batch: int = BATCH,
     )
 
 
-def cases(batch: int = BATCH, smoke: bool = False) -> list[KernelCase]:
-    """The benchmarked ops; ``smoke`` shrinks every shape to a toy one (for the harness's own test)."""
+def cases(batch: int = BATCH, smoke: bool = False, device: str = "cpu", on_torch: Any = None) -> list[KernelCase]:
+    """The benchmarked ops; ``smoke`` shrinks every shape to a toy one (for the harness's own test).
+
+    device, on_torch: where minigrad's and torch's batch norm keep their running statistics.
+    """
     import torch
     import torch.nn.functional as TF
 
@@ -93,11 +100,11 @@ def cases(batch: int = BATCH, smoke: bool = False) -> list[KernelCase]:
         def minigrad_op(x, gamma, beta):
             import minigrad
 
-            stats = running.setdefault("minigrad", (minigrad.zeros(c), minigrad.ones(c)))
+            stats = running.setdefault("minigrad", (minigrad.zeros(c, device=device), minigrad.ones(c, device=device)))
             return F.batch_norm(x, *stats, gamma, beta, training=True)
 
         def torch_op(x, gamma, beta):
-            stats = running.setdefault("torch", (torch.zeros(c), torch.ones(c)))
+            stats = running.setdefault("torch", (torch.zeros(c, device=on_torch), torch.ones(c, device=on_torch)))
             return TF.batch_norm(x, *stats, gamma, beta, training=True)
 
         return KernelCase(
@@ -161,8 +168,13 @@ def cases(batch: int = BATCH, smoke: bool = False) -> list[KernelCase]:
     ]
 
 
-def make_calls(case: KernelCase, seed: int = 0) -> dict[str, Callable[[], object]]:
-    """The four timed calls of a case: minigrad/torch x forward/forward+backward, on the same numbers."""
+def make_calls(case: KernelCase, seed: int = 0, device: str = "cpu", on_torch: Any = None
+               ) -> dict[str, Callable[[], object] | None]:
+    """The four timed calls of a case: minigrad/torch x forward/forward+backward, on the same numbers.
+
+    minigrad runs on ``device``, torch on ``on_torch`` (a torch.device); with ``on_torch`` None the torch
+    calls are None (a CPU-only torch on a GPU machine: nothing to compare with).
+    """
     import torch
 
     import minigrad
@@ -170,71 +182,75 @@ def make_calls(case: KernelCase, seed: int = 0) -> dict[str, Callable[[], object
     generator = np.random.default_rng(seed)
     arrays = [generator.standard_normal(shape, dtype=np.float32) for shape, _ in case.inputs]
     wants_grad = [needs for _, needs in case.inputs]
-    minigrad_inputs = [minigrad.Tensor(a, requires_grad=needs) for a, needs in zip(arrays, wants_grad)]
-    torch_inputs = [torch.tensor(a, requires_grad=needs) for a, needs in zip(arrays, wants_grad)]
+    minigrad_inputs = [minigrad.Tensor(a, requires_grad=needs, device=device) for a, needs in zip(arrays, wants_grad)]
     with minigrad.no_grad():
         out_shape = case.minigrad_op(*minigrad_inputs).shape
     upstream = generator.standard_normal(out_shape, dtype=np.float32)  # a random gradient, as from a loss
-    minigrad_upstream, torch_upstream = minigrad.Tensor(upstream), torch.from_numpy(upstream)
+    minigrad_upstream = minigrad.Tensor(upstream, device=device)
 
     def minigrad_forward():
         with minigrad.no_grad():
             return case.minigrad_op(*minigrad_inputs)
-
-    def torch_forward():
-        with torch.no_grad():
-            return case.torch_op(*torch_inputs)
 
     def minigrad_train():
         for tensor in minigrad_inputs:
             tensor.grad = None  # a fresh gradient each call, as after optimizer.zero_grad()
         case.minigrad_op(*minigrad_inputs).backward(minigrad_upstream)
 
+    calls = {"minigrad_forward": minigrad_forward, "torch_forward": None,
+             "minigrad_train": minigrad_train, "torch_train": None}
+    if on_torch is None:
+        return calls
+    torch_inputs = [torch.tensor(a, requires_grad=needs, device=on_torch) for a, needs in zip(arrays, wants_grad)]
+    torch_upstream = torch.from_numpy(upstream).to(on_torch)
+
+    def torch_forward():
+        with torch.no_grad():
+            return case.torch_op(*torch_inputs)
+
     def torch_train():
         for tensor in torch_inputs:
             tensor.grad = None
         case.torch_op(*torch_inputs).backward(torch_upstream)
 
-    return {"minigrad_forward": minigrad_forward, "torch_forward": torch_forward,
-            "minigrad_train": minigrad_train, "torch_train": torch_train}
+    return {**calls, "torch_forward": torch_forward, "torch_train": torch_train}
 
 
 def run(quick: bool = False, smoke: bool = False, repeats: int | None = None, warmup: int = 1,
-        progress: Callable[[Row], None] | None = None) -> list[Row]:
+        progress: Callable[[Row], None] | None = None, device: str = "cpu") -> list[Row]:
     """Time every case (the --quick subset with ``quick`` or ``smoke``); two rows per case, "fwd" and "fwd+bwd".
 
     The fwd+bwd row's extra "bwd/fwd" is minigrad's backward time (fwd+bwd minus fwd) over its forward
-    time (issue 7's target for every conv: at most 2).
+    time (issue 7's target for every conv: at most 2). ``device``: "cpu" or "cuda", for both libraries.
     """
-    selected = [case for case in cases(smoke=smoke) if case.quick or not (quick or smoke)]
+    on_torch = torch_device(device)
+    selected = [case for case in cases(smoke=smoke, device=device, on_torch=on_torch)
+                if case.quick or not (quick or smoke)]
     if repeats is None:
         repeats = 1 if smoke else 3 if quick else 7
+    progress = progress or (lambda row: None)
     rows = []
     for case in selected:
-        calls = make_calls(case)
-        forward = time_pair(calls["minigrad_forward"], calls["torch_forward"], warmup, repeats)
-        train = time_pair(calls["minigrad_train"], calls["torch_train"], warmup, repeats)
+        calls = make_calls(case, device=device, on_torch=on_torch)
+        timing = {"device": device, "warmup": warmup, "repeats": repeats}
+        forward = timed_row(GROUP, f"{case.name} fwd", calls["minigrad_forward"], calls["torch_forward"],
+                            flops=case.forward_flops, **timing)
         training_flops = None if case.forward_flops is None else case.forward_flops + case.backward_flops
-        backward_ms = {"minigrad": train[0] - forward[0], "torch": train[1] - forward[1]}
-        extra = {"bwd/fwd": round(backward_ms["minigrad"] / forward[0], 2)} if forward[0] > 0 else {}
-        for row in (Row(GROUP, f"{case.name} fwd", *forward, flops=case.forward_flops),
-                    Row(GROUP, f"{case.name} fwd+bwd", *train, flops=training_flops, extra=extra)):
+        train = timed_row(GROUP, f"{case.name} fwd+bwd", calls["minigrad_train"], calls["torch_train"],
+                          flops=training_flops, **timing)
+        if forward.minigrad_ms > 0:
+            train.extra["bwd/fwd"] = round((train.minigrad_ms - forward.minigrad_ms) / forward.minigrad_ms, 2)
+        for row in (forward, train):
             rows.append(row)
-            if progress is not None:
-                progress(row)
+            progress(row)
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """This group alone, through the harness (which takes every option: --quick, --smoke, --device, --json)."""
     from benchmarks.__main__ import main as harness_main
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--json", metavar="PATH")
-    args = parser.parse_args(argv)
-    harness_argv = ["--only", "kernels"] + ["--quick"] * args.quick + ["--smoke"] * args.smoke
-    harness_main(harness_argv + (["--json", args.json] if args.json else []))
+    harness_main(["--only", GROUP, *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The benchmark harness runs and reports what it measured: ``python -m benchmarks --smoke`` (toy shapes, one
-thread) prints one table and writes the same rows as JSON; the timing and memory helpers measure real things."""
+thread) prints one table and writes the same rows as JSON; the timing and memory helpers measure real things;
+``--device cuda`` is accepted, stops with one clear line where there is no GPU, and a torch without CUDA shows
+as "n/a" rather than as CPU times."""
 
 from __future__ import annotations
 
@@ -13,7 +15,20 @@ import numpy as np
 import pytest
 import torch  # noqa: F401  (the benchmarks compare against torch: a missing torch fails here, plainly)
 
-from benchmarks.common import Row, format_table, peak_rss_increase, rows_to_json, time_pair
+from benchmarks import bench_kernels, bench_train
+from benchmarks import common as bench_common
+from benchmarks.__main__ import main as harness_main
+from benchmarks.__main__ import parse_arguments
+from benchmarks.common import (
+    TORCH_HAS_NO_CUDA,
+    Row,
+    format_table,
+    gemm_ceiling,
+    peak_rss_increase,
+    rows_to_json,
+    time_pair,
+)
+from minigrad import backend
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,8 +90,11 @@ def test_smoke_cases_cover_the_kernels_and_the_model(smoke_run):
 def test_smoke_flops_memory_and_header(smoke_run):
     _, results = smoke_run
     header, rows = results["header"], results["rows"]
+    assert header["device"] == "cpu"  # the default
     assert header["threads"]["threads"] == header["threads"]["torch_threads"] == 1  # --smoke: one thread each
-    assert header["gemm_ceiling"]["numpy_gflops"] > 0
+    assert header["gemm_ceiling"]["library"] == "numpy" and header["gemm_ceiling"]["device"] == "cpu"
+    assert header["gemm_ceiling"]["gflops"] > 0 and header["gemm_ceiling"]["torch_gflops"] > 0
+    assert all(row["torch_note"] is None for row in rows)  # torch ran beside minigrad in every case
     conv = next(row for row in rows if row["case"].startswith("conv 3x3") and row["case"].endswith(" fwd"))
     # "conv 3x3 C_in->C_out @S": 2 * N * C_out * S * S * C_in * 9 flops at the smoke batch of 2
     c_in, c_out = (int(n) for n in conv["case"].split()[2].split("->"))
@@ -116,7 +134,94 @@ def test_format_table_aligns_and_marks_missing_values():
     assert conv_cells[2:8] == ["12.0", "6.0", "2.00", "200.0", "50", "100"]
     assert lines[3] == ""  # a blank line between groups
     assert lines[4].split()[2:10] == ["1,500.0", "1,000.0", "1.50", "-", "-", "-", "300", "200"]
-    results = rows_to_json(rows, {"gemm_ceiling": {"numpy_gflops": 400.0}})
+    results = rows_to_json(rows, {"gemm_ceiling": {"gflops": 400.0}})
     assert results["rows"][0]["minigrad_percent_of_ceiling"] == pytest.approx(50.0)
     assert results["rows"][1]["minigrad_gflops"] is None
     json.dumps(results)  # every value is JSON-ready
+
+
+# ----- devices ---------------------------------------------------------------------------------------
+def test_device_option_defaults_to_cpu_and_accepts_cuda():
+    assert parse_arguments([]).device == "cpu"
+    assert parse_arguments(["--device", "cuda", "--smoke"]).device == "cuda"
+    with pytest.raises(SystemExit):
+        parse_arguments(["--device", "tpu"])
+
+
+@pytest.mark.skipif(backend.cuda_available(), reason="a GPU answers here: --device cuda would run")
+@pytest.mark.parametrize("main", [harness_main, bench_train.main, bench_kernels.main], ids=["harness", "train",
+                                                                                             "kernels"])
+def test_device_cuda_without_a_gpu_exits_at_once_with_one_line(main, capsys):
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as stopped:
+        main(["--device", "cuda", "--smoke"])
+    assert stopped.value.code == 2  # a usage error, as argparse's own
+    assert time.perf_counter() - started < 5  # nothing was measured first
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--device cuda: device 'cuda' is not available" in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_gpu_timing_waits_for_the_device_inside_the_clock_after_a_warm_up(monkeypatch):
+    """On a GPU a call returns before its work is done: time_pair must count the wait, and warm up first."""
+    calls = {"minigrad": 0, "torch": 0}
+
+    def wait_for(library, device):
+        assert device == "cuda"
+        return lambda: time.sleep(0.02 if library == "torch" else 0.0)  # torch's "GPU work" takes 20 ms
+
+    def count(library):
+        def call():
+            calls[library] += 1
+        return call
+
+    monkeypatch.setattr(bench_common, "wait_for", wait_for)
+    minigrad_ms, torch_ms = time_pair(count("minigrad"), count("torch"), warmup=0, repeats=3, settle=0,
+                                      device="cuda")
+    assert torch_ms >= 19 and minigrad_ms < 15
+    assert calls == {"minigrad": 4, "torch": 4}  # warmup=0 still warms up once on a GPU (CuPy compiles kernels)
+
+
+def test_torch_without_the_device_is_marked_not_compared(monkeypatch):
+    """A CPU build of torch on a GPU machine: minigrad's times alone, and torch's column says why."""
+    minigrad_ms, torch_ms = time_pair(lambda: None, None, warmup=0, repeats=2, settle=0)
+    assert minigrad_ms >= 0 and torch_ms is None
+    monkeypatch.setattr(bench_kernels, "torch_device", lambda device: None)
+    rows = bench_kernels.run(smoke=True, repeats=1, warmup=0)[:4]  # two conv cases, fwd and fwd+bwd
+    for row in rows:
+        assert row.minigrad_ms > 0 and row.torch_ms is None and row.ratio is None
+        assert row.torch_note == TORCH_HAS_NO_CUDA
+    text = format_table(rows, ceiling_gflops=100.0)
+    assert all(TORCH_HAS_NO_CUDA in line for line in text.splitlines()[2:])
+    entry = rows_to_json(rows, {"gemm_ceiling": {"gflops": 100.0}})["rows"][0]
+    assert entry["torch_ms"] is None and entry["torch_note"] == TORCH_HAS_NO_CUDA and entry["ratio"] is None
+    assert bench_common.throughput(32, 100.0, None) == {"img/s": 320.0}
+
+
+def test_gemm_ceiling_names_its_device_and_library():
+    ceiling = gemm_ceiling(size=64, repeats=1, device="cpu")
+    assert ceiling["device"] == "cpu" and ceiling["library"] == "numpy" and ceiling["size"] == 64
+    assert ceiling["gflops"] > 0 and ceiling["torch_gflops"] > 0
+
+
+def test_cupy_peak_hook_counts_the_most_bytes_in_use_at_once():
+    """The bookkeeping of the GPU memory hook, driven as CuPy's pool drives it (no GPU needed)."""
+    pytest.importorskip("cupy")
+    hook = bench_common._cupy_peak_hook()
+
+    def malloc(size):
+        hook.malloc_postprocess(device_id=0, size=size, mem_size=size, mem_ptr=1, pmem_id=1)
+
+    def free(size):
+        hook.free_postprocess(device_id=0, mem_size=size, mem_ptr=1, pmem_id=1)
+
+    free(4096)  # a block from before the measurement comes back: the count goes below the start
+    malloc(1024)
+    malloc(2048)
+    free(1024)
+    malloc(512)
+    assert hook.peak == 0  # never above what was in use at the start (-4096 + 3072 at most)
+    malloc(8192)
+    assert hook.peak == 2048 + 512 + 8192 - 4096 and hook.in_use == hook.peak
