@@ -1,28 +1,35 @@
-"""conv2d forward/backward kernels against torch: values, all three gradients, chunking, errors."""
+"""conv2d forward/backward kernels against torch: values, all three gradients, chunking, errors.
+
+The numerical tests take the ``device`` fixture: inputs are made with NumPy, moved there for the kernels, and
+the results brought back to NumPy to be compared with torch's (CPU) results.
+"""
 
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minigrad.kernels import conv
 from minigrad.kernels.conv import conv2d_backward, conv2d_forward, normalize_padding
+from tests.kernels import assert_same, back, on
 
 rng = np.random.default_rng(0)
 TOLERANCES = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
 
-def run_both(x_shape, weight_shape, with_bias=True, dtype=np.float64, **options):
-    """Forward and backward (random upstream gradient) in minigrad and torch on the same inputs."""
+def run_both(x_shape, weight_shape, with_bias=True, dtype=np.float64, device="cpu", **options):
+    """Forward and backward (random upstream gradient) in minigrad (on ``device``) and torch on the same inputs;
+    minigrad's results come back as NumPy arrays."""
     x = rng.standard_normal(x_shape).astype(dtype)
     weight = rng.standard_normal(weight_shape).astype(dtype)
     bias = rng.standard_normal(weight_shape[0]).astype(dtype) if with_bias else None
-    out, ctx = conv2d_forward(x, weight, bias, **options)
+    out, ctx = conv2d_forward(*on(device, x, weight, bias), **options)
+    out = back(out)
     grad_out = rng.standard_normal(out.shape).astype(dtype)
-    grads = conv2d_backward(grad_out, ctx)
+    grads = [back(grad) for grad in conv2d_backward(on(device, grad_out), ctx)]
 
     leaves = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias) if a is not None]
     options = {k: v for k, v in options.items() if k != "max_buffer_bytes"}
@@ -66,27 +73,27 @@ CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("x_shape, weight_shape, options", CASES)
-def test_matches_torch(x_shape, weight_shape, options, dtype):
-    ours, theirs = run_both(x_shape, weight_shape, dtype=dtype, **options)
+def test_matches_torch(x_shape, weight_shape, options, dtype, device):
+    ours, theirs = run_both(x_shape, weight_shape, dtype=dtype, device=device, **options)
     assert_matches_torch(ours, theirs, dtype)
 
 
-def test_without_bias_and_only_some_gradients():
-    ours, theirs = run_both((2, 3, 6, 6), (4, 3, 3, 3), with_bias=False, padding=1)
+def test_without_bias_and_only_some_gradients(device):
+    ours, theirs = run_both((2, 3, 6, 6), (4, 3, 3, 3), with_bias=False, device=device, padding=1)
     assert_matches_torch(ours, theirs, np.float64)
     x, weight = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
     for kernel_size in (3, 1):
         weight = rng.standard_normal((4, 3, kernel_size, kernel_size))
-        out, ctx = conv2d_forward(x, weight, np.zeros(4))
-        grad_out = rng.standard_normal(out.shape)
+        out, ctx = conv2d_forward(*on(device, x, weight, np.zeros(4)))
+        grad_out = on(device, rng.standard_normal(out.shape))
         full = conv2d_backward(grad_out, ctx)
         only_x = conv2d_backward(grad_out, ctx, need_weight_grad=False, need_bias_grad=False)
         only_w = conv2d_backward(grad_out, ctx, need_input_grad=False, need_bias_grad=False)
         only_b = conv2d_backward(grad_out, ctx, need_input_grad=False, need_weight_grad=False)
         assert only_x[1:] == (None, None) and only_w[::2] == (None, None) and only_b[:2] == (None, None)
-        np.testing.assert_array_equal(only_x[0], full[0])
-        np.testing.assert_array_equal(only_w[1], full[1])
-        np.testing.assert_array_equal(only_b[2], full[2])
+        assert_same(only_x[0], full[0], device)
+        assert_same(only_w[1], full[1], device)
+        assert_same(only_b[2], full[2], device)
 
 
 def spy_on_chunks(monkeypatch):
@@ -109,12 +116,12 @@ def spy_on_chunks(monkeypatch):
         ((4, 3, 6, 6), (5, 3, 1, 1), dict()),  # 1x1 path
     ],
 )
-def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options):
+def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options, device):
     """A budget smaller than one sample's columns runs one sample per chunk; the results do not change."""
-    x, weight = rng.standard_normal(x_shape), rng.standard_normal(weight_shape)
-    bias = rng.standard_normal(weight_shape[0])
+    x, weight = on(device, rng.standard_normal(x_shape), rng.standard_normal(weight_shape))
+    bias = on(device, rng.standard_normal(weight_shape[0]))
     out, ctx = conv2d_forward(x, weight, bias, **options)
-    grad_out = rng.standard_normal(out.shape)
+    grad_out = on(device, rng.standard_normal(out.shape))
     grads = conv2d_backward(grad_out, ctx)
 
     columns = spy_on_chunks(monkeypatch)
@@ -123,11 +130,11 @@ def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options):
     grads_chunked = conv2d_backward(grad_out, ctx_chunked)
     # Forward and grad_x are the same products on fewer columns; grad_weight sums in another order.
     for chunked, whole in zip((out_chunked, *grads_chunked), (out, *grads)):
-        np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(back(chunked), back(whole), rtol=1e-12, atol=1e-12)
 
 
-def test_set_buffer_budget_sets_the_default(monkeypatch):
-    x, weight = rng.standard_normal((5, 2, 6, 7)), rng.standard_normal((3, 2, 3, 3))
+def test_set_buffer_budget_sets_the_default(monkeypatch, device):
+    x, weight = on(device, rng.standard_normal((5, 2, 6, 7)), rng.standard_normal((3, 2, 3, 3)))
     whole, _ = conv2d_forward(x, weight, None, padding=1)
     columns = spy_on_chunks(monkeypatch)
     previous = conv.DEFAULT_BUFFER_BYTES
@@ -137,31 +144,32 @@ def test_set_buffer_budget_sets_the_default(monkeypatch):
     finally:
         conv.set_buffer_budget(previous)
     assert columns == [2 * 6 * 7, 2 * 6 * 7, 6 * 7]
-    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(back(chunked), back(whole), rtol=1e-12, atol=1e-12)
 
 
-def test_results_do_not_share_the_reused_scratch_buffers():
+def test_results_do_not_share_the_reused_scratch_buffers(device):
     """conv2d reuses its column buffers between calls: nothing it returns may point into them."""
-    x, weight = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    x, weight = on(device, rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)))
     out, ctx = conv2d_forward(x, weight, None, padding=1)
-    grad_out = rng.standard_normal(out.shape)
+    grad_out = on(device, rng.standard_normal(out.shape))
     grads = conv2d_backward(grad_out, ctx)
-    saved = [a.copy() for a in (out, *grads[:2])]
-    bigger_out, bigger_ctx = conv2d_forward(rng.standard_normal((3, 3, 9, 9)), weight, np.ones(4), padding=2)
-    conv2d_backward(rng.standard_normal(bigger_out.shape), bigger_ctx)
+    saved = [back(a).copy() for a in (out, *grads[:2])]
+    bigger_x, bias = on(device, rng.standard_normal((3, 3, 9, 9)), np.ones(4))
+    bigger_out, bigger_ctx = conv2d_forward(bigger_x, weight, bias, padding=2)
+    conv2d_backward(on(device, rng.standard_normal(bigger_out.shape)), bigger_ctx)
     for before, after in zip(saved, (out, *grads[:2])):
-        np.testing.assert_array_equal(before, after)
+        np.testing.assert_array_equal(before, back(after))
     conv.release_buffers()
-    np.testing.assert_array_equal(conv2d_forward(x, weight, None, padding=1)[0], out)
+    assert_same(conv2d_forward(x, weight, None, padding=1)[0], out, device)
 
 
-def test_pointwise_forward_skips_im2col(monkeypatch):
+def test_pointwise_forward_skips_im2col(monkeypatch, device):
     monkeypatch.setattr(conv, "im2col", None)  # calling it would fail
     x, weight = rng.standard_normal((2, 4, 3, 5)), rng.standard_normal((6, 4, 1, 1))
-    out, ctx = conv2d_forward(x, weight, None, dilation=3)
+    out, ctx = conv2d_forward(*on(device, x, weight), None, dilation=3)
     expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(weight), dilation=3).numpy()
-    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
-    grad_x, _, _ = conv2d_backward(rng.standard_normal(out.shape), ctx, need_weight_grad=False)
+    np.testing.assert_allclose(back(out), expected, rtol=1e-12, atol=1e-12)
+    grad_x, _, _ = conv2d_backward(on(device, rng.standard_normal(out.shape)), ctx, need_weight_grad=False)
     assert grad_x.shape == x.shape
 
 
@@ -169,12 +177,12 @@ def test_pointwise_forward_skips_im2col(monkeypatch):
     "kernel, dilation",
     [((3, 3), (1, 1)), ((2, 4), (1, 1)), ((4, 1), (2, 3)), ((1, 1), (1, 1))],
 )
-def test_same_padding_is_torch_rule(kernel, dilation):
+def test_same_padding_is_torch_rule(kernel, dilation, device):
     """Total pad d*(k-1); the odd pixel goes bottom/right (checked against torch via the outputs)."""
     (top, bottom), (left, right) = normalize_padding("same", kernel, 1, dilation)
     assert top + bottom == dilation[0] * (kernel[0] - 1) and bottom - top in (0, 1)
     assert left + right == dilation[1] * (kernel[1] - 1) and right - left in (0, 1)
-    ours, theirs = run_both((1, 2, 7, 6), (3, 2, *kernel), padding="same", dilation=dilation)
+    ours, theirs = run_both((1, 2, 7, 6), (3, 2, *kernel), device=device, padding="same", dilation=dilation)
     assert ours[0].shape[2:] == (7, 6)
     assert_matches_torch(ours, theirs, np.float64)
     assert normalize_padding("valid", kernel, 1, dilation) == ((0, 0), (0, 0))
@@ -204,11 +212,12 @@ def conv_cases(draw):
     return x_shape, weight_shape, options, draw(st.booleans()), draw(st.sampled_from([10**9, 1]))
 
 
-@settings(max_examples=30, deadline=None)
-@given(conv_cases())
-def test_random_geometry_matches_torch(case):
+# `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=conv_cases())
+def test_random_geometry_matches_torch(case, device):
     x_shape, weight_shape, options, with_bias, budget = case
-    ours, theirs = run_both(x_shape, weight_shape, with_bias, max_buffer_bytes=budget, **options)
+    ours, theirs = run_both(x_shape, weight_shape, with_bias, device=device, max_buffer_bytes=budget, **options)
     assert_matches_torch(ours, theirs, np.float64)
 
 
