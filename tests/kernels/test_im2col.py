@@ -1,13 +1,19 @@
-"""im2col / col2im against torch's unfold / fold, the adjoint identity, and the shared kernel helpers."""
+"""im2col / col2im against torch's unfold / fold, the adjoint identity, and the shared kernel helpers.
+
+The numerical tests take the ``device`` fixture: inputs are made with NumPy, moved there for the kernels, and
+the results brought back to NumPy to be compared with torch's (CPU) results.
+"""
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from minigrad import backend
 from minigrad.kernels.im2col import col2im, im2col, window_geometry
 from minigrad.kernels.utils import conv_output_size, pads_per_side, pair
+from tests.kernels import back, on
 
 rng = np.random.default_rng(0)
 
@@ -47,37 +53,37 @@ def normalized(padding):
 
 
 @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CASES)
-def test_im2col_matches_torch_unfold(x_shape, kernel, stride, padding, dilation):
+def test_im2col_matches_torch_unfold(x_shape, kernel, stride, padding, dilation, device):
     x = rng.standard_normal(x_shape)
-    cols = im2col(x, kernel, stride, padding, dilation)
+    cols = back(im2col(on(device, x), kernel, stride, padding, dilation))
     expected = torch_unfold(x, kernel, stride, normalized(padding), dilation)
     assert cols.shape == expected.shape
-    np.testing.assert_array_equal(cols, expected)
+    np.testing.assert_array_equal(cols, expected)  # a copy of the input's values: exact on every device
 
 
 @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CASES)
-def test_col2im_matches_torch_fold(x_shape, kernel, stride, padding, dilation):
+def test_col2im_matches_torch_fold(x_shape, kernel, stride, padding, dilation, device):
     geometry = window_geometry(x_shape, kernel, stride, padding, dilation)
     rows = x_shape[1] * kernel[0] * kernel[1]
     cols = rng.standard_normal((rows, x_shape[0] * geometry.out_size[0] * geometry.out_size[1]))
-    result = col2im(cols, x_shape, kernel, stride, padding, dilation)
+    result = back(col2im(on(device, cols), x_shape, kernel, stride, padding, dilation))
     expected = torch_fold(cols, x_shape, kernel, stride, normalized(padding), dilation)
     np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
 
 
-def check_adjoint(x_shape, kernel, stride, padding, dilation):
+def check_adjoint(x_shape, kernel, stride, padding, dilation, device="cpu"):
     """<im2col(x), c> == <x, col2im(c)> for random x and c: col2im is im2col's transpose."""
     x = rng.standard_normal(x_shape)
-    cols = im2col(x, kernel, stride, padding, dilation)
+    cols = back(im2col(on(device, x), kernel, stride, padding, dilation))
     c = rng.standard_normal(cols.shape)
     left = np.vdot(cols, c)
-    right = np.vdot(x, col2im(c, x_shape, kernel, stride, padding, dilation))
+    right = np.vdot(x, back(col2im(on(device, c), x_shape, kernel, stride, padding, dilation)))
     np.testing.assert_allclose(left, right, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CASES)
-def test_col2im_is_the_adjoint_of_im2col(x_shape, kernel, stride, padding, dilation):
-    check_adjoint(x_shape, kernel, stride, padding, dilation)
+def test_col2im_is_the_adjoint_of_im2col(x_shape, kernel, stride, padding, dilation, device):
+    check_adjoint(x_shape, kernel, stride, padding, dilation, device)
 
 
 @st.composite
@@ -92,30 +98,33 @@ def window_cases(draw):
     return x_shape, kernel, stride, pads, dilation
 
 
-@settings(max_examples=30, deadline=None)
-@given(window_cases())
-def test_im2col_col2im_random_geometry(case):
+# `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=window_cases())
+def test_im2col_col2im_random_geometry(case, device):
     x_shape, kernel, stride, pads, dilation = case
     x = rng.standard_normal(x_shape)
-    np.testing.assert_array_equal(im2col(x, kernel, stride, pads, dilation), torch_unfold(x, *case[1:]))
+    np.testing.assert_array_equal(back(im2col(on(device, x), kernel, stride, pads, dilation)),
+                                  torch_unfold(x, *case[1:]))
     geometry = window_geometry(x_shape, kernel, stride, pads, dilation)
     cols = rng.standard_normal((x_shape[1] * kernel[0] * kernel[1], x_shape[0] * np.prod(geometry.out_size)))
     np.testing.assert_allclose(
-        col2im(cols, x_shape, kernel, stride, pads, dilation),
+        back(col2im(on(device, cols), x_shape, kernel, stride, pads, dilation)),
         torch_fold(cols, x_shape, kernel, stride, pads, dilation),
         rtol=1e-12,
         atol=1e-12,
     )
-    check_adjoint(*case)
+    check_adjoint(*case, device)
 
 
-def test_float32_stays_float32_and_out_buffers_are_used():
+def test_float32_stays_float32_and_out_buffers_are_used(device):
+    xp = backend.get_xp(device)
     x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
-    buffer = np.empty((27, 2 * 36), dtype=np.float32)
-    cols = im2col(x, 3, 1, 1, out=buffer)
+    buffer = xp.empty((27, 2 * 36), dtype=np.float32)
+    cols = im2col(on(device, x), 3, 1, 1, out=buffer)
     assert cols is buffer and cols.dtype == np.float32
-    np.testing.assert_array_equal(cols, torch_unfold(x, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)))
-    grad = np.empty_like(x)
+    np.testing.assert_array_equal(back(cols), torch_unfold(x, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)))
+    grad = xp.empty(x.shape, dtype=np.float32)
     assert col2im(cols, x.shape, 3, 1, 1, out=grad) is grad and grad.dtype == np.float32
 
 
