@@ -1,13 +1,18 @@
-"""Concat/split kernels: torch parity, round trips, gradient adjointness, errors."""
+"""Concat/split kernels: torch parity, round trips, gradient adjointness, errors.
+
+The numerical tests take the ``device`` fixture: inputs are made with NumPy, moved there for the kernels, and
+the results brought back to NumPy. Concatenating and splitting only copy values, so they are exact everywhere.
+"""
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minigrad import backend
 from minigrad.kernels.concat import concat, concat_backward, split, split_backward
+from tests.kernels import back, on
 
 
 def random_arrays(shapes, dtype=np.float64, seed=0):
@@ -17,48 +22,49 @@ def random_arrays(shapes, dtype=np.float64, seed=0):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("axis", [1, -3])
-def test_concat_matches_torch_cat_on_inception_branches(dtype, axis):
+def test_concat_matches_torch_cat_on_inception_branches(dtype, axis, device):
     xs = random_arrays([(2, 4, 3, 3), (2, 8, 3, 3), (2, 2, 3, 3), (2, 2, 3, 3)], dtype)
-    out = concat(xs, axis)
+    out = concat([on(device, x) for x in xs], axis)
     expected = torch.cat([torch.from_numpy(x) for x in xs], dim=axis).numpy()
-    assert out.dtype == dtype
-    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == dtype and backend.device_of(out) == device
+    np.testing.assert_array_equal(back(out), expected)
 
 
 @pytest.mark.parametrize("sizes", [[1, 3, 2], [6], [0, 4, 2], 4, 2, 6, 10])
 @pytest.mark.parametrize("axis", [0, 2, -1])
-def test_split_matches_torch_split(sizes, axis):
+def test_split_matches_torch_split(sizes, axis, device):
     (x,) = random_arrays([(6, 3, 6)])
-    pieces = split(x, sizes, axis)
+    pieces = split(on(device, x), sizes, axis)
     expected = torch.split(torch.from_numpy(x), sizes, dim=axis)
     assert len(pieces) == len(expected)
     for piece, theirs in zip(pieces, expected):
-        np.testing.assert_array_equal(piece, theirs.numpy())
+        np.testing.assert_array_equal(back(piece), theirs.numpy())
 
 
-def test_split_then_concat_round_trips():
+def test_split_then_concat_round_trips(device):
     (x,) = random_arrays([(2, 7, 3)], np.float32)
-    pieces = split(x, [2, 0, 5], 1)
-    np.testing.assert_array_equal(concat(pieces, 1), x)
+    pieces = split(on(device, x), [2, 0, 5], 1)
+    np.testing.assert_array_equal(back(concat(pieces, 1)), x)
     assert concat(pieces, 1).dtype == np.float32
 
 
-@settings(max_examples=20, deadline=None)
+# `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     lengths=st.lists(st.integers(0, 4), min_size=1, max_size=4),
     ndim=st.integers(1, 4),
     axis_seed=st.integers(0, 100),
     seed=st.integers(0, 1000),
 )
-def test_gradients_are_adjoint(lengths, ndim, axis_seed, seed):
+def test_gradients_are_adjoint(lengths, ndim, axis_seed, seed, device):
     """<concat(xs), g> == sum_i <x_i, concat_backward(g)_i>, and the same for split: adjoint linear maps."""
     axis = axis_seed % ndim
     base = [2, 3, 1, 2][:ndim]
     shapes = [tuple(base[:axis] + [length] + base[axis + 1:]) for length in lengths]
     xs = random_arrays(shapes, seed=seed)
-    out = concat(xs, axis)
+    out = back(concat([on(device, x) for x in xs], axis))
     (grad_out,) = random_arrays([out.shape], seed=seed + 1)
-    grads = concat_backward(grad_out, lengths, axis)
+    grads = [back(grad) for grad in concat_backward(on(device, grad_out), lengths, axis)]
     lhs = np.sum(out * grad_out)
     rhs = sum(np.sum(x * g) for x, g in zip(xs, grads))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
@@ -66,32 +72,32 @@ def test_gradients_are_adjoint(lengths, ndim, axis_seed, seed):
         assert g.shape == x.shape
 
     # split: x -> pieces, adjoint pieces' gradients -> grad_x
-    pieces = split(out, lengths, axis)
+    pieces = [back(piece) for piece in split(on(device, out), lengths, axis)]
     piece_grads = random_arrays([p.shape for p in pieces], seed=seed + 2)
-    grad_x = split_backward(piece_grads, lengths, axis, like=out)
+    grad_x = back(split_backward([on(device, g) for g in piece_grads], lengths, axis, like=on(device, out)))
     lhs = sum(np.sum(p * g) for p, g in zip(pieces, piece_grads))
     np.testing.assert_allclose(lhs, np.sum(out * grad_x), rtol=1e-12, atol=1e-12)
 
 
-def test_split_backward_matches_torch_with_missing_gradients():
+def test_split_backward_matches_torch_with_missing_gradients(device):
     (x,) = random_arrays([(2, 6, 2)], np.float32)
     tx = torch.tensor(x, requires_grad=True)
     a, b, c = torch.split(tx, [1, 2, 3], dim=1)
     grad_a, grad_c = random_arrays([a.shape, c.shape], np.float32, seed=3)
     torch.autograd.backward([a, c], [torch.from_numpy(grad_a), torch.from_numpy(grad_c)])  # b unused
-    grad_x = split_backward([grad_a, None, grad_c], [1, 2, 3], 1, like=x)
-    assert grad_x.dtype == np.float32
-    np.testing.assert_array_equal(grad_x, tx.grad.numpy())
-    np.testing.assert_array_equal(split_backward([None, None], 3, 1, like=x), np.zeros_like(x))
+    grad_x = split_backward([on(device, grad_a), None, on(device, grad_c)], [1, 2, 3], 1, like=on(device, x))
+    assert grad_x.dtype == np.float32 and backend.device_of(grad_x) == device
+    np.testing.assert_array_equal(back(grad_x), tx.grad.numpy())
+    np.testing.assert_array_equal(back(split_backward([None, None], 3, 1, like=on(device, x))), np.zeros_like(x))
 
 
-def test_concat_backward_matches_torch():
+def test_concat_backward_matches_torch(device):
     xs = random_arrays([(3, 2), (3, 5)])
     txs = [torch.tensor(x, requires_grad=True) for x in xs]
     (grad_out,) = random_arrays([(3, 7)], seed=1)
     torch.cat(txs, 1).backward(torch.from_numpy(grad_out))
-    for ours, tx in zip(concat_backward(grad_out, [2, 5], 1), txs):
-        np.testing.assert_array_equal(ours, tx.grad.numpy())
+    for ours, tx in zip(concat_backward(on(device, grad_out), [2, 5], 1), txs):
+        np.testing.assert_array_equal(back(ours), tx.grad.numpy())
 
 
 def test_on_every_device(device):
