@@ -1,20 +1,28 @@
-"""Dropout kernels: mask statistics, scaling, determinism, the identity cases, backward, errors."""
+"""Dropout kernels: mask statistics, scaling, determinism, the identity cases, backward, errors.
+
+The numerical tests take the ``device`` fixture: inputs are made with NumPy and moved there, the masks are drawn
+by that device's kind of generator (NumPy's on the CPU, minigrad's CudaGenerator on a GPU), and the results come
+back to NumPy before any comparison.
+"""
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minigrad import backend
 from minigrad.kernels.dropout import dropout_backward, dropout_forward
+from tests.kernels import back, generator, on
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.7])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fraction_kept_and_scaling(p, dtype):
+def test_fraction_kept_and_scaling(p, dtype, device):
     x = np.random.default_rng(0).uniform(1.0, 2.0, (200, 500)).astype(dtype)  # never zero
-    out, mask = dropout_forward(x, p, True, np.random.default_rng(1))
+    out, mask = dropout_forward(on(device, x), p, True, generator(device, 1))
+    assert backend.device_of(out) == backend.device_of(mask) == device
+    out, mask = back(out, mask)
     assert out.dtype == dtype and out.shape == x.shape and mask.shape == x.shape
     # 100k Bernoulli draws: the kept fraction is within ~5 standard deviations (0.0016) of 1 - p
     assert abs(mask.mean() - (1 - p)) < 0.008
@@ -25,56 +33,58 @@ def test_fraction_kept_and_scaling(p, dtype):
     assert abs(out.mean() / x.mean() - 1) < 0.02
 
 
-def test_same_seed_same_mask_and_different_seed_different_mask():
-    x = np.ones((50, 40), np.float32)
-    out_a, mask_a = dropout_forward(x, 0.5, True, np.random.default_rng(42))
-    out_b, mask_b = dropout_forward(x, 0.5, True, np.random.default_rng(42))
-    _, mask_c = dropout_forward(x, 0.5, True, np.random.default_rng(43))
+def test_same_seed_same_mask_and_different_seed_different_mask(device):
+    x = on(device, np.ones((50, 40), np.float32))
+    out_a, mask_a = back(*dropout_forward(x, 0.5, True, generator(device, 42)))
+    out_b, mask_b = back(*dropout_forward(x, 0.5, True, generator(device, 42)))
+    _, mask_c = back(*dropout_forward(x, 0.5, True, generator(device, 43)))
     np.testing.assert_array_equal(mask_a, mask_b)
     np.testing.assert_array_equal(out_a, out_b)
     assert not np.array_equal(mask_a, mask_c)
 
 
-def test_default_rng_follows_manual_seed(monkeypatch):
+def test_default_rng_follows_manual_seed(monkeypatch, device):
     # monkeypatch puts the global generators back afterwards, so other tests see no change
     monkeypatch.setattr(backend, "_generators", {})
     monkeypatch.setattr(backend, "_DEFAULT_SEED", 0)
-    x = np.ones((30, 30))
+    x = on(device, np.ones((30, 30)))
     backend.manual_seed(7)
-    _, first = dropout_forward(x, 0.3, True)
+    _, first = dropout_forward(x, 0.3, True)  # no generator: the device's own, seeded by manual_seed
     backend.manual_seed(7)
     _, second = dropout_forward(x, 0.3, True)
-    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(back(first), back(second))
 
 
 @pytest.mark.parametrize("p, training", [(0.0, True), (0.5, False), (1.0, False), (0.0, False)])
-def test_identity_cases_return_x_itself(p, training):
-    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
-    out, mask = dropout_forward(x, p, training, np.random.default_rng(0))
+def test_identity_cases_return_x_itself(p, training, device):
+    x = on(device, np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32))
+    out, mask = dropout_forward(x, p, training, generator(device, 0))
     assert out is x and mask is None
-    grad = np.ones_like(x)
+    grad = on(device, np.ones((4, 5), np.float32))
     assert dropout_backward(grad, mask, p) is grad
 
 
-def test_p_one_gives_zeros_not_nan():
+def test_p_one_gives_zeros_not_nan(device):
     x = np.random.default_rng(0).standard_normal((8, 9))
-    out, mask = dropout_forward(x, 1.0, True, np.random.default_rng(0))
-    np.testing.assert_array_equal(out, np.zeros_like(x))
-    np.testing.assert_array_equal(dropout_backward(np.ones_like(x), mask, 1.0), np.zeros_like(x))
+    out, mask = dropout_forward(on(device, x), 1.0, True, generator(device, 0))
+    np.testing.assert_array_equal(back(out), np.zeros_like(x))
+    np.testing.assert_array_equal(back(dropout_backward(on(device, np.ones_like(x)), mask, 1.0)), np.zeros_like(x))
     torch_out = torch.nn.functional.dropout(torch.from_numpy(x), 1.0, True)
-    np.testing.assert_array_equal(out, torch_out.numpy())
+    np.testing.assert_array_equal(back(out), torch_out.numpy())
 
 
-@settings(max_examples=10, deadline=None)
+# `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), p=st.floats(0.05, 0.95),
        seed=st.integers(0, 10_000))
-def test_backward_is_grad_times_mask_scaled_and_matches_torch(shape, p, seed):
+def test_backward_is_grad_times_mask_scaled_and_matches_torch(shape, p, seed, device):
     """Torch's dropout backward with torch's own mask replayed through ours must give the same gradient."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
     grad_out = rng.standard_normal(shape)
-    out, mask = dropout_forward(x, p, True, np.random.default_rng(seed))
-    grad_x = dropout_backward(grad_out, mask, p)
+    out, mask = dropout_forward(on(device, x), p, True, generator(device, seed))
+    grad_x = back(dropout_backward(on(device, grad_out), mask, p))
+    out, mask = back(out, mask)
     np.testing.assert_allclose(grad_x, grad_out * mask / (1 - p), rtol=1e-12)
     np.testing.assert_allclose(out, x * mask / (1 - p), rtol=1e-12)
     # the same mask as a fixed multiplier in torch: its gradient equals ours
@@ -83,11 +93,11 @@ def test_backward_is_grad_times_mask_scaled_and_matches_torch(shape, p, seed):
     np.testing.assert_allclose(grad_x, tx.grad.numpy(), rtol=1e-12)
 
 
-def test_float32_mask_draws_do_not_upcast():
-    x = np.ones((3, 4), np.float32)
-    out, mask = dropout_forward(x, 0.25, True, np.random.default_rng(0))
+def test_float32_mask_draws_do_not_upcast(device):
+    x = on(device, np.ones((3, 4), np.float32))
+    out, mask = dropout_forward(x, 0.25, True, generator(device, 0))
     assert out.dtype == np.float32 and mask.dtype == bool
-    assert dropout_backward(np.ones_like(x), mask, 0.25).dtype == np.float32
+    assert dropout_backward(on(device, np.ones((3, 4), np.float32)), mask, 0.25).dtype == np.float32
 
 
 def test_on_every_device(device):
