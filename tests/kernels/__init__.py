@@ -11,7 +11,9 @@ from minigrad import backend
 
 
 def on(device: str, *arrays: Any) -> Any:
-    """``arrays`` moved to ``device`` (None stays None): one array for one argument, else a tuple."""
+    """``arrays`` moved to ``device`` (None stays None): one array for one argument, else a tuple.
+
+    On the CPU these are the arrays themselves, not copies: copy first what a kernel updates in place."""
     moved = tuple(None if array is None else backend.to_device(array, device) for array in arrays)
     return moved[0] if len(moved) == 1 else moved
 

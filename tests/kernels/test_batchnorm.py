@@ -1,13 +1,20 @@
-"""Batch norm kernels: torch parity (forward, every gradient, running statistics), finite differences."""
+"""Batch norm kernels: torch parity (forward, every gradient, running statistics), finite differences.
+
+The torch-parity tests take the ``device`` fixture: inputs (running statistics included) are made with NumPy and
+moved there, and the results (the running statistics updated in place too) brought back to NumPy to be compared.
+The finite-difference check probes NumPy arrays in place and runs on the CPU; the registry's gradcheck walk
+(tests/testing) checks batch norm's gradients on every device.
+"""
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minigrad import backend
 from minigrad.kernels.batchnorm import batch_norm_backward, batch_norm_forward
+from tests.kernels import assert_same, back, on
 
 TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
@@ -56,15 +63,17 @@ SHAPES = [(8, 5), (4, 3, 5, 6), (1, 3, 4, 5), (5, 2, 7), (2, 4, 1, 3)]
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("training", [True, False])
-def test_forward_and_gradients_match_torch(shape, dtype, training):
+def test_forward_and_gradients_match_torch(shape, dtype, training, device):
     x, gamma, beta, grad_out = random_case(shape, dtype)
     rng = np.random.default_rng(1)
     running_mean = rng.standard_normal(shape[1]).astype(dtype)
     running_var = rng.uniform(0.5, 2.0, shape[1]).astype(dtype)
     torch_mean, torch_var = running_mean.copy(), running_var.copy()
 
-    out, ctx = batch_norm_forward(x, gamma, beta, running_mean, running_var, training)
-    grad_x, grad_gamma, grad_beta = batch_norm_backward(grad_out, ctx)
+    stats = on(device, running_mean, running_var)  # updated in place by a training step
+    out, ctx = batch_norm_forward(*on(device, x, gamma, beta), *stats, training)
+    grad_x, grad_gamma, grad_beta = back(*batch_norm_backward(on(device, grad_out), ctx))
+    out, (running_mean, running_var) = back(out), back(*stats)
     expected_out, (expected_x, expected_gamma, expected_beta) = torch_batch_norm(
         x, gamma, beta, torch_mean, torch_var, training, 0.1, grad_out
     )
@@ -77,10 +86,11 @@ def test_forward_and_gradients_match_torch(shape, dtype, training):
 
 @pytest.mark.parametrize("shape", [(6, 4), (3, 4, 5, 5)])
 @pytest.mark.parametrize("training", [True, False])
-def test_affine_none_and_no_running_stats(shape, training):
+def test_affine_none_and_no_running_stats(shape, training, device):
     x, _, _, grad_out = random_case(shape, np.float64, seed=3, affine=False)
-    out, ctx = batch_norm_forward(x, None, None, None, None, training)
-    grad_x, grad_gamma, grad_beta = batch_norm_backward(grad_out, ctx)
+    out, ctx = batch_norm_forward(on(device, x), None, None, None, None, training)
+    grad_x, grad_gamma, grad_beta = back(*batch_norm_backward(on(device, grad_out), ctx))
+    out = back(out)
     # without running stats torch always uses batch statistics (track_running_stats=False)
     expected_out, (expected_x, _, _) = torch_batch_norm(x, None, None, None, None, True, 0.1, grad_out)
     np.testing.assert_allclose(out, expected_out, **TOLERANCE[np.float64])
@@ -88,10 +98,11 @@ def test_affine_none_and_no_running_stats(shape, training):
     assert grad_gamma is None and grad_beta is None
 
 
-def test_gamma_without_beta_matches_torch():
+def test_gamma_without_beta_matches_torch(device):
     x, gamma, _, grad_out = random_case((4, 3, 2, 2), np.float64, seed=4)
-    out, ctx = batch_norm_forward(x, gamma, None, None, None, True)
-    grad_x, grad_gamma, grad_beta = batch_norm_backward(grad_out, ctx)
+    out, ctx = batch_norm_forward(*on(device, x, gamma), None, None, None, True)
+    grad_x, grad_gamma, grad_beta = back(*batch_norm_backward(on(device, grad_out), ctx))
+    out = back(out)
     expected_out, (expected_x, expected_gamma, _) = torch_batch_norm(x, gamma, None, None, None, True, 0.1,
                                                                      grad_out)
     for ours, theirs in [(out, expected_out), (grad_x, expected_x), (grad_gamma, expected_gamma)]:
@@ -101,37 +112,35 @@ def test_gamma_without_beta_matches_torch():
 
 @pytest.mark.parametrize("momentum", [0.1, 0.5, None])
 @pytest.mark.parametrize("shape", [(6, 3), (2, 3, 4, 4)])
-def test_running_statistics_follow_torch_module_over_steps(momentum, shape):
+def test_running_statistics_follow_torch_module_over_steps(momentum, shape, device):
     """Several training steps, then eval: running stats (unbiased var, momentum or cumulative) must agree."""
     module = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(
         shape[1], momentum=momentum, dtype=torch.float64
     )
-    gamma = module.weight.detach().numpy().copy()
-    beta = module.bias.detach().numpy().copy()
-    running_mean = np.zeros(shape[1])
-    running_var = np.ones(shape[1])
+    gamma, beta = on(device, module.weight.detach().numpy().copy(), module.bias.detach().numpy().copy())
+    running_mean, running_var = on(device, np.zeros(shape[1]), np.ones(shape[1]))
     num_batches_tracked = 0
     rng = np.random.default_rng(5)
     for step in range(3):
         x = rng.standard_normal(shape) * (step + 1) + step
         num_batches_tracked += 1  # the module counts the batch before computing its factor
-        out, _ = batch_norm_forward(x, gamma, beta, running_mean, running_var, True, momentum,
+        out, _ = batch_norm_forward(on(device, x), gamma, beta, running_mean, running_var, True, momentum,
                                     num_batches_tracked=num_batches_tracked)
         expected = module(torch.tensor(x)).detach().numpy()
-        np.testing.assert_allclose(out, expected, **TOLERANCE[np.float64])
-        np.testing.assert_allclose(running_mean, module.running_mean.numpy(), **TOLERANCE[np.float64])
-        np.testing.assert_allclose(running_var, module.running_var.numpy(), **TOLERANCE[np.float64])
+        np.testing.assert_allclose(back(out), expected, **TOLERANCE[np.float64])
+        np.testing.assert_allclose(back(running_mean), module.running_mean.numpy(), **TOLERANCE[np.float64])
+        np.testing.assert_allclose(back(running_var), module.running_var.numpy(), **TOLERANCE[np.float64])
     module.eval()
     x = rng.standard_normal(shape)
-    out, _ = batch_norm_forward(x, gamma, beta, running_mean, running_var, False, momentum)
-    np.testing.assert_allclose(out, module(torch.tensor(x)).detach().numpy(), **TOLERANCE[np.float64])
+    out, _ = batch_norm_forward(on(device, x), gamma, beta, running_mean, running_var, False, momentum)
+    np.testing.assert_allclose(back(out), module(torch.tensor(x)).detach().numpy(), **TOLERANCE[np.float64])
 
 
-def test_eval_mode_leaves_running_stats_alone():
+def test_eval_mode_leaves_running_stats_alone(device):
     x, gamma, beta, _ = random_case((4, 3, 2, 2), np.float32)
-    running_mean, running_var = np.full(3, 0.25, np.float32), np.full(3, 2.0, np.float32)
-    batch_norm_forward(x, gamma, beta, running_mean, running_var, False)
-    assert np.all(running_mean == 0.25) and np.all(running_var == 2.0)
+    running_mean, running_var = on(device, np.full(3, 0.25, np.float32), np.full(3, 2.0, np.float32))
+    batch_norm_forward(*on(device, x, gamma, beta), running_mean, running_var, False)
+    assert np.all(back(running_mean) == 0.25) and np.all(back(running_var) == 2.0)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -153,35 +162,37 @@ def test_closed_form_backward_matches_finite_differences(shape, training):
         np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-7)
 
 
-def test_need_flags_skip_work():
-    x, gamma, beta, grad_out = random_case((4, 3, 2, 2), np.float64)
+def test_need_flags_skip_work(device):
+    x, gamma, beta, grad_out = on(device, *random_case((4, 3, 2, 2), np.float64))
     _, ctx = batch_norm_forward(x, gamma, beta, None, None, True)
     full = batch_norm_backward(grad_out, ctx)
     grad_x, grad_gamma, grad_beta = batch_norm_backward(grad_out, ctx, need_affine_grad=False)
     assert grad_gamma is None and grad_beta is None
-    np.testing.assert_array_equal(grad_x, full[0])
+    assert_same(grad_x, full[0], device)
     grad_x, grad_gamma, grad_beta = batch_norm_backward(grad_out, ctx, need_input_grad=False)
     assert grad_x is None
-    np.testing.assert_array_equal(grad_gamma, full[1])
-    np.testing.assert_array_equal(grad_beta, full[2])
+    assert_same(grad_gamma, full[1], device)
+    assert_same(grad_beta, full[2], device)
 
 
-@settings(max_examples=15, deadline=None)
+# `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     batch=st.integers(1, 4),
     channels=st.integers(1, 4),
     spatial=st.sampled_from([(), (3,), (1, 2), (3, 2)]),
     training=st.booleans(),
 )
-def test_random_shapes_match_torch(batch, channels, spatial, training):
+def test_random_shapes_match_torch(batch, channels, spatial, training, device):
     shape = (batch, channels, *spatial)
     if training and batch * int(np.prod(spatial)) == 1:
         return  # one value per channel: covered by the error test
     x, gamma, beta, grad_out = random_case(shape, np.float64, seed=batch * 100 + channels)
-    running_mean, running_var = np.full(channels, 0.1), np.full(channels, 1.3)
-    torch_mean, torch_var = running_mean.copy(), running_var.copy()
-    out, ctx = batch_norm_forward(x, gamma, beta, running_mean, running_var, training)
-    grads = batch_norm_backward(grad_out, ctx)
+    torch_mean, torch_var = np.full(channels, 0.1), np.full(channels, 1.3)
+    running_mean, running_var = on(device, torch_mean.copy(), torch_var.copy())  # each library updates its own
+    out, ctx = batch_norm_forward(*on(device, x, gamma, beta), running_mean, running_var, training)
+    grads = back(*batch_norm_backward(on(device, grad_out), ctx))
+    out, running_var = back(out), back(running_var)
     expected_out, expected_grads = torch_batch_norm(x, gamma, beta, torch_mean, torch_var, training, 0.1,
                                                     grad_out)
     np.testing.assert_allclose(out, expected_out, **TOLERANCE[np.float64])
@@ -190,9 +201,9 @@ def test_random_shapes_match_torch(batch, channels, spatial, training):
     np.testing.assert_allclose(running_var, torch_var, **TOLERANCE[np.float64])
 
 
-def test_float32_stays_float32_on_large_channels():
-    x, gamma, beta, grad_out = random_case((4, 16, 8, 8), np.float32)
-    running_mean, running_var = np.zeros(16, np.float32), np.ones(16, np.float32)
+def test_float32_stays_float32_on_large_channels(device):
+    x, gamma, beta, grad_out = on(device, *random_case((4, 16, 8, 8), np.float32))
+    running_mean, running_var = on(device, np.zeros(16, np.float32), np.ones(16, np.float32))
     out, ctx = batch_norm_forward(x, gamma, beta, running_mean, running_var, True)
     grads = batch_norm_backward(grad_out, ctx)
     assert out.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
