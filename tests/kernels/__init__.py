@@ -30,9 +30,9 @@ def generator(device: str, seed: int) -> Any:
 
 
 def assert_same(actual: Any, expected: Any, device: str, err_msg: str = "") -> None:
-    """Bit for bit on the CPU. On a GPU, two calls that should agree exactly may still differ in the last
-    bits (cuBLAS and atomic adds choose their summation order at run time), so there: rtol 1e-12 (float64)
-    or 1e-6 (float32)."""
+    """Bit for bit on the CPU. On a GPU, results that are exact on the CPU may differ in the last bits
+    (cuBLAS and atomic adds choose their summation order at run time), so there: rtol 1e-12 (float64) or
+    1e-6 (float32)."""
     actual, expected = back(actual, expected)
     if device == "cpu":
         numpy.testing.assert_array_equal(actual, expected, err_msg=err_msg)

@@ -1,5 +1,9 @@
 """Pooling kernels: torch parity for max, average and adaptive average pooling (forward and backward,
-float64 and float32), output-size rules, ties and NaN, batch chunking, hypothesis properties, errors."""
+float64 and float32), output-size rules, ties and NaN, batch chunking, hypothesis properties, errors.
+
+The numerical tests take the ``device`` fixture: inputs are made with NumPy, moved there for the kernels, and
+the results (and the kernels' saved argmax) brought back to NumPy to be compared with torch's (CPU) results.
+"""
 
 import itertools
 
@@ -7,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minigrad import backend
@@ -21,6 +25,7 @@ from minigrad.kernels.pooling import (
     max_pool2d_forward,
     pool_output_size,
 )
+from tests.kernels import assert_same, back, on
 
 TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
 
@@ -48,25 +53,26 @@ def assert_matches(ours, theirs, dtype):
     np.testing.assert_allclose(ours, theirs, **TOLERANCE[dtype])
 
 
-def check_max_pool(x, **kwargs):
-    expected_out, expected_grad, grad_out = torch_reference(F.max_pool2d, x, **kwargs)
-    out, ctx = max_pool2d_forward(x, **kwargs)
-    assert_matches(out, expected_out, x.dtype.type)
-    assert_matches(max_pool2d_backward(grad_out, ctx), expected_grad, x.dtype.type)
+# The check_* helpers run the kernels on ``device``; ``x`` is a NumPy array or one already on that device.
+def check_max_pool(x, device="cpu", **kwargs):
+    expected_out, expected_grad, grad_out = torch_reference(F.max_pool2d, back(x), **kwargs)
+    out, ctx = max_pool2d_forward(on(device, x), **kwargs)
+    assert_matches(back(out), expected_out, x.dtype.type)
+    assert_matches(back(max_pool2d_backward(on(device, grad_out), ctx)), expected_grad, x.dtype.type)
 
 
-def check_avg_pool(x, **kwargs):
-    expected_out, expected_grad, grad_out = torch_reference(F.avg_pool2d, x, **kwargs)
-    out, ctx = avg_pool2d_forward(x, **kwargs)
-    assert_matches(out, expected_out, x.dtype.type)
-    assert_matches(avg_pool2d_backward(grad_out, ctx), expected_grad, x.dtype.type)
+def check_avg_pool(x, device="cpu", **kwargs):
+    expected_out, expected_grad, grad_out = torch_reference(F.avg_pool2d, back(x), **kwargs)
+    out, ctx = avg_pool2d_forward(on(device, x), **kwargs)
+    assert_matches(back(out), expected_out, x.dtype.type)
+    assert_matches(back(avg_pool2d_backward(on(device, grad_out), ctx)), expected_grad, x.dtype.type)
 
 
-def check_adaptive(x, output_size):
-    expected_out, expected_grad, grad_out = torch_reference(F.adaptive_avg_pool2d, x, output_size=output_size)
-    out, ctx = adaptive_avg_pool2d_forward(x, output_size)
-    assert_matches(out, expected_out, x.dtype.type)
-    assert_matches(adaptive_avg_pool2d_backward(grad_out, ctx), expected_grad, x.dtype.type)
+def check_adaptive(x, output_size, device="cpu"):
+    expected_out, expected_grad, grad_out = torch_reference(F.adaptive_avg_pool2d, back(x), output_size=output_size)
+    out, ctx = adaptive_avg_pool2d_forward(on(device, x), output_size)
+    assert_matches(back(out), expected_out, x.dtype.type)
+    assert_matches(back(adaptive_avg_pool2d_backward(on(device, grad_out), ctx)), expected_grad, x.dtype.type)
     return ctx
 
 
@@ -128,36 +134,36 @@ MAX_CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape, kwargs", MAX_CASES)
-def test_max_pool_matches_torch(shape, kwargs, dtype):
-    check_max_pool(random_input(shape, dtype), **kwargs)
+def test_max_pool_matches_torch(shape, kwargs, dtype, device):
+    check_max_pool(random_input(shape, dtype), device, **kwargs)
 
 
-def test_max_pool_small_grid_matches_torch():
+def test_max_pool_small_grid_matches_torch(device):
     """Every small geometry, floor and ceil mode, forward and backward."""
     x = random_input((1, 2, 7, 6), np.float64)
     for kernel, stride, dilation, ceil_mode in itertools.product((1, 2, 3), (1, 2, 3), (1, 2), (False, True)):
         for padding in range(kernel // 2 + 1):
             if pool_output_size(6, kernel, stride, padding, dilation, ceil_mode) >= 1:
-                check_max_pool(x, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                check_max_pool(x, device, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
                                ceil_mode=ceil_mode)
 
 
-def test_max_pool_ties_go_to_the_first_maximum_like_torch():
+def test_max_pool_ties_go_to_the_first_maximum_like_torch(device):
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 1, 1] = x[0, 0, 1, 2] = x[0, 0, 2, 1] = 5.0  # three equal maxima in the overlapping windows
     kwargs = dict(kernel_size=3, stride=1, padding=1)
-    check_max_pool(x, **kwargs)  # constant zeros elsewhere: many ties in every window
-    out, ctx = max_pool2d_forward(x, **kwargs)
-    grad = max_pool2d_backward(np.ones_like(out), ctx)
+    check_max_pool(x, device, **kwargs)  # constant zeros elsewhere: many ties in every window
+    out, ctx = max_pool2d_forward(on(device, x), **kwargs)
+    grad = back(max_pool2d_backward(on(device, np.ones(out.shape)), ctx))
     # windows that see (1, 1) pick it (first in row-major order): it collects 9 of the 16 gradients
     assert grad[0, 0, 1, 1] == 9.0
     # all-equal windows pick their first element, padding never counts
-    _, ctx = max_pool2d_forward(np.ones((1, 1, 4, 4)), 2)
-    np.testing.assert_array_equal(max_pool2d_backward(np.ones((1, 1, 2, 2)), ctx)[0, 0],
+    _, ctx = max_pool2d_forward(on(device, np.ones((1, 1, 4, 4))), 2)
+    np.testing.assert_array_equal(back(max_pool2d_backward(on(device, np.ones((1, 1, 2, 2))), ctx))[0, 0],
                                   [[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
 
 
-def test_max_pool_nan_propagates_and_its_gradient_goes_where_torch_sends_it():
+def test_max_pool_nan_propagates_and_its_gradient_goes_where_torch_sends_it(device):
     x = random_input((1, 2, 5, 5), np.float64)
     x[0, 0, 1, 1] = x[0, 0, 2, 2] = x[0, 1, 4, 0] = np.nan
     for kwargs in (dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2, stride=2, ceil_mode=True)):
@@ -165,33 +171,35 @@ def test_max_pool_nan_propagates_and_its_gradient_goes_where_torch_sends_it():
         expected = F.max_pool2d(tx, **kwargs)
         grad_out = random_input(tuple(expected.shape), np.float64, seed=3)
         expected.backward(torch.tensor(grad_out))
-        out, ctx = max_pool2d_forward(x, **kwargs)
-        np.testing.assert_array_equal(out, expected.detach().numpy())  # equal_nan by default
-        np.testing.assert_allclose(max_pool2d_backward(grad_out, ctx), tx.grad.numpy(), rtol=1e-12, atol=0)
+        out, ctx = max_pool2d_forward(on(device, x), **kwargs)
+        np.testing.assert_array_equal(back(out), expected.detach().numpy())  # equal_nan by default
+        grad_x = back(max_pool2d_backward(on(device, grad_out), ctx))
+        np.testing.assert_allclose(grad_x, tx.grad.numpy(), rtol=1e-12, atol=0)
 
 
-def test_max_pool_all_padding_window_outputs_minus_inf_and_drops_its_gradient():
+def test_max_pool_all_padding_window_outputs_minus_inf_and_drops_its_gradient(device):
     # W=1, kernel 2 with dilation 2 and padding 1: the taps sit at columns -1 and 1, both outside the input.
     # torch allows this geometry (its padding check uses the undilated kernel) and outputs -inf, as we do.
     x = np.array([[[[1.0], [2.0]]], [[[3.0], [4.0]]]])
-    out, ctx = max_pool2d_forward(x, (1, 2), 1, (0, 1), (1, 2))
+    out, ctx = max_pool2d_forward(on(device, x), (1, 2), 1, (0, 1), (1, 2))
     expected, _ = F.max_pool2d(torch.tensor(x), (1, 2), 1, (0, 1), (1, 2), return_indices=True)
-    np.testing.assert_array_equal(out, expected.numpy())
-    assert np.all(np.isneginf(out))
+    np.testing.assert_array_equal(back(out), expected.numpy())
+    assert np.all(np.isneginf(back(out)))
     # No input element is in the window, so no input gets the gradient. (torch routes it to flat indices
     # 1 and 2 of each plane: the wrong pixel, or the next image's plane.)
-    np.testing.assert_array_equal(max_pool2d_backward(np.ones_like(out), ctx), np.zeros_like(x))
+    np.testing.assert_array_equal(back(max_pool2d_backward(on(device, np.ones(out.shape)), ctx)), np.zeros_like(x))
 
 
-def test_max_pool_argmax_is_the_winning_kernel_tap():
+def test_max_pool_argmax_is_the_winning_kernel_tap(device):
     x = random_input((2, 3, 7, 7), np.float64)
-    _, ctx = max_pool2d_forward(x, 3, 2, 1)
+    _, ctx = max_pool2d_forward(on(device, x), 3, 2, 1)
+    argmax = back(ctx["argmax"])
     _, torch_indices = F.max_pool2d(torch.tensor(x), 3, 2, 1, return_indices=True)
     # torch stores the flat input index; convert our tap (i * kW + j) to that
-    rows = np.arange(4)[:, None] * 2 - 1 + ctx["argmax"] // 3
-    cols = np.arange(4)[None, :] * 2 - 1 + ctx["argmax"] % 3
+    rows = np.arange(4)[:, None] * 2 - 1 + argmax // 3
+    cols = np.arange(4)[None, :] * 2 - 1 + argmax % 3
     np.testing.assert_array_equal(rows * 7 + cols, torch_indices.numpy())
-    assert ctx["argmax"].dtype == np.int8
+    assert argmax.dtype == np.int8
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -199,14 +207,14 @@ def test_max_pool_argmax_is_the_winning_kernel_tap():
     dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),  # its pools between stages
     dict(kernel_size=(2, 3), stride=(1, 2), padding=1, dilation=(2, 1)),
 ])
-def test_max_pool_winners_are_torchs_flat_indices(kwargs):
+def test_max_pool_winners_are_torchs_flat_indices(kwargs, device):
     """The backward's scatter targets (tap offset + window start, in the padded chunk) are torch's indices."""
     x = random_input((2, 3, 9, 8), np.float64)
-    _, ctx = max_pool2d_forward(x, **kwargs)
+    _, ctx = max_pool2d_forward(on(device, x), **kwargs)
     _, torch_indices = F.max_pool2d(torch.tensor(x), return_indices=True, **kwargs)
     geometry = ctx["geometry"]
     tap_offsets = np.asarray(pooling._tap_offsets(geometry))
-    winners = tap_offsets[ctx["argmax"]] + pooling._window_start_indices(np, 2, 3, geometry)
+    winners = tap_offsets[back(ctx["argmax"])] + pooling._window_start_indices(np, 2, 3, geometry)
     padded_h, padded_w = geometry.padded_size
     rows = winners % (padded_h * padded_w) // padded_w - geometry.padding[0]
     cols = winners % padded_w - geometry.padding[1]
@@ -217,12 +225,12 @@ def test_max_pool_winners_are_torchs_flat_indices(kwargs):
     dict(kernel_size=3, stride=1, padding=1, ceil_mode=True),
     dict(kernel_size=(2, 3), stride=1, dilation=(2, 1)),  # no padding: the flat view is of x itself
 ])
-def test_max_pool_stride_1_flat_path_in_chunks_and_on_a_non_contiguous_input(monkeypatch, kwargs):
+def test_max_pool_stride_1_flat_path_in_chunks_and_on_a_non_contiguous_input(monkeypatch, kwargs, device):
     """Stride 1 runs on each chunk flattened to 1-D, where windows of the dropped positions wrap into the
     next row or image: one-image chunks and a transposed input must not change the result."""
     monkeypatch.setattr(pooling, "_CHUNK_ELEMENTS", 100)
-    x = random_input((5, 3, 7, 6), np.float32).transpose(0, 1, 3, 2)
-    check_max_pool(x, **kwargs)
+    x = on(device, random_input((5, 3, 7, 6), np.float32)).transpose(0, 1, 3, 2)  # transposed on the device
+    check_max_pool(x, device, **kwargs)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -230,15 +238,15 @@ def test_max_pool_stride_1_flat_path_in_chunks_and_on_a_non_contiguous_input(mon
     dict(kernel_size=(2, 4), stride=1, padding=(1, 2), dilation=(2, 1)),
     dict(kernel_size=(3, 2), stride=1, ceil_mode=True),
 ])
-def test_max_pool_stride_1_rows_then_columns_keeps_torchs_tie_rule(kwargs):
+def test_max_pool_stride_1_rows_then_columns_keeps_torchs_tie_rule(kwargs, device):
     """Values from {0, 1, 2}: most windows hold their maximum several times, in several rows. The
     row-by-row max must still pick the first maximum in row-major order: torch's indices, exactly."""
     x = np.random.default_rng(5).integers(0, 3, (2, 3, 9, 8)).astype(np.float32)
-    out, ctx = max_pool2d_forward(x, **kwargs)
+    out, ctx = max_pool2d_forward(on(device, x), **kwargs)
     expected, torch_indices = F.max_pool2d(torch.tensor(x), return_indices=True, **kwargs)
-    np.testing.assert_array_equal(out, expected.numpy())
+    np.testing.assert_array_equal(back(out), expected.numpy())  # a max picks a value: exact on every device
     geometry = ctx["geometry"]
-    winners = np.asarray(pooling._tap_offsets(geometry))[ctx["argmax"]] + pooling._window_start_indices(
+    winners = np.asarray(pooling._tap_offsets(geometry))[back(ctx["argmax"])] + pooling._window_start_indices(
         np, 2, 3, geometry)
     padded_h, padded_w = geometry.padded_size
     rows = winners % (padded_h * padded_w) // padded_w - geometry.padding[0]
@@ -246,16 +254,17 @@ def test_max_pool_stride_1_rows_then_columns_keeps_torchs_tie_rule(kwargs):
     np.testing.assert_array_equal(rows * 8 + cols, torch_indices.numpy())
 
 
-def test_max_pool_backward_adds_overlapping_windows_in_torchs_order():
+def test_max_pool_backward_adds_overlapping_windows_in_torchs_order(device):
     """float32, many ties (ReLU-like zeros): the scatter-add sums a pixel's gradients in torch's order,
-    so the input gradient is bit for bit torch's, even where one pixel wins several windows."""
+    so the input gradient is bit for bit torch's, even where one pixel wins several windows. (On a GPU the
+    atomic adds of a scatter-add follow no fixed order: there the gradient is compared to 1e-6.)"""
     x = np.maximum(random_input((3, 4, 10, 10), np.float32), 0)
     for stride in (1, 2):
         kwargs = dict(kernel_size=3, stride=stride, padding=1, ceil_mode=True)
         expected_out, expected_grad, grad_out = torch_reference(F.max_pool2d, x, **kwargs)
-        out, ctx = max_pool2d_forward(x, **kwargs)
-        np.testing.assert_array_equal(out, expected_out)
-        np.testing.assert_array_equal(max_pool2d_backward(grad_out, ctx), expected_grad)
+        out, ctx = max_pool2d_forward(on(device, x), **kwargs)
+        np.testing.assert_array_equal(back(out), expected_out)
+        assert_same(max_pool2d_backward(on(device, grad_out), ctx), expected_grad, device)
 
 
 # ---------------------------------------------------------------------------
@@ -269,11 +278,11 @@ AVG_OPTIONS = [dict(count_include_pad=True), dict(count_include_pad=False), dict
 @pytest.mark.parametrize("options", AVG_OPTIONS, ids=["include_pad", "exclude_pad", "divisor_3"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape, kwargs", AVG_CASES)
-def test_avg_pool_matches_torch(shape, kwargs, dtype, options):
-    check_avg_pool(random_input(shape, dtype), **kwargs, **options)
+def test_avg_pool_matches_torch(shape, kwargs, dtype, options, device):
+    check_avg_pool(random_input(shape, dtype), device, **kwargs, **options)
 
 
-def test_avg_pool_divisor_rules_match_torch_on_a_grid():
+def test_avg_pool_divisor_rules_match_torch_on_a_grid(device):
     """Every small geometry x ceil_mode x count_include_pad: the divisor rules are easy to get wrong."""
     for height, width in ((5, 6), (6, 7), (1, 3)):
         x = random_input((1, 2, height, width), np.float64)
@@ -283,8 +292,8 @@ def test_avg_pool_divisor_rules_match_torch_on_a_grid():
             for padding in range(kernel // 2 + 1):
                 sizes = [pool_output_size(n, kernel, stride, padding, 1, ceil_mode) for n in (height, width)]
                 if min(sizes) >= 1:
-                    check_avg_pool(x, kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
-                                   count_include_pad=include_pad)
+                    check_avg_pool(x, device, kernel_size=kernel, stride=stride, padding=padding,
+                                   ceil_mode=ceil_mode, count_include_pad=include_pad)
 
 
 @pytest.mark.parametrize("use_matrices", [True, False], ids=["matrices", "taps"])
@@ -294,10 +303,10 @@ def test_avg_pool_divisor_rules_match_torch_on_a_grid():
     ((2, 3, 9, 8), dict(kernel_size=(3, 2), stride=(2, 1), padding=1, ceil_mode=True)),
     ((3, 6, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),  # unbatched, window past the edge
 ])
-def test_avg_pool_matrices_and_taps_both_match_torch(monkeypatch, shape, kwargs, options, use_matrices):
+def test_avg_pool_matrices_and_taps_both_match_torch(monkeypatch, shape, kwargs, options, use_matrices, device):
     monkeypatch.setattr(pooling, "_matrices_are_cheaper", lambda geometry: use_matrices)
     for dtype in (np.float64, np.float32):
-        check_avg_pool(random_input(shape, dtype), **kwargs, **options)
+        check_avg_pool(random_input(shape, dtype), device, **kwargs, **options)
 
 
 def test_avg_pool_takes_the_matrices_for_large_windows_on_small_maps():
@@ -305,14 +314,14 @@ def test_avg_pool_takes_the_matrices_for_large_windows_on_small_maps():
     assert "rows" not in avg_pool2d_forward(random_input((2, 3, 32, 32), np.float32), 3, 1, 1)[1]  # 3x3/1 at 32
 
 
-def test_avg_pool_divisor_clips_to_the_padded_input_in_ceil_mode():
+def test_avg_pool_divisor_clips_to_the_padded_input_in_ceil_mode(device):
     # H=W=6, k=3, s=2, p=1, ceil: the last window starts at 5 and would end at 8, past H + p = 7. torch
     # divides by (7 - 5) * ... there, not by 9, and by the real elements only without count_include_pad.
-    x = np.ones((1, 1, 6, 6))
-    out, _ = avg_pool2d_forward(x, 3, 2, 1, ceil_mode=True)
+    x = on(device, np.ones((1, 1, 6, 6)))
+    out = back(avg_pool2d_forward(x, 3, 2, 1, ceil_mode=True)[0])
     np.testing.assert_allclose(out[0, 0, 3, 3], 1 / (2 * 2))  # one real element, area clipped to 2x2
     np.testing.assert_allclose(out[0, 0, 0, 0], 4 / 9)  # top-left: 2x2 real elements, full 3x3 area
-    out, _ = avg_pool2d_forward(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+    out = back(avg_pool2d_forward(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)[0])
     np.testing.assert_allclose(out, 1.0)
 
 
@@ -336,8 +345,8 @@ ADAPTIVE_CASES = [
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape, output_size, path", ADAPTIVE_CASES)
-def test_adaptive_avg_pool_matches_torch(shape, output_size, path, dtype):
-    ctx = check_adaptive(random_input(shape, dtype), output_size)
+def test_adaptive_avg_pool_matches_torch(shape, output_size, path, dtype, device):
+    ctx = check_adaptive(random_input(shape, dtype), output_size, device)
     assert ctx["path"] == path  # the fast paths are taken where they apply
 
 
@@ -347,11 +356,11 @@ def test_adaptive_avg_pool_matches_torch(shape, output_size, path, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_batches_split_into_cache_sized_chunks_give_the_same_result(monkeypatch, dtype):
+def test_batches_split_into_cache_sized_chunks_give_the_same_result(monkeypatch, dtype, device):
     monkeypatch.setattr(pooling, "_CHUNK_ELEMENTS", 100)  # 2 images of 2x3x3x3 outputs per chunk, 7 images
     x = random_input((7, 3, 6, 6), dtype)
-    check_max_pool(x, kernel_size=3, stride=2, padding=1, ceil_mode=True)
-    check_avg_pool(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+    check_max_pool(x, device, kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    check_avg_pool(x, device, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
 
 @pytest.mark.parametrize(
@@ -420,27 +429,31 @@ def pool_geometries(draw, with_dilation):
     return shape, geometry
 
 
-@settings(max_examples=40, deadline=None)
+# `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
+SHARED_DEVICE = dict(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(max_examples=40, deadline=None, **SHARED_DEVICE)
 @given(case=pool_geometries(with_dilation=True), seed=st.integers(0, 2**16))
-def test_max_pool_property_matches_torch(case, seed):
+def test_max_pool_property_matches_torch(case, seed, device):
     shape, geometry = case
-    check_max_pool(random_input(shape, np.float64, seed), **geometry)
+    check_max_pool(random_input(shape, np.float64, seed), device, **geometry)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, **SHARED_DEVICE)
 @given(case=pool_geometries(with_dilation=False), seed=st.integers(0, 2**16),
        include_pad=st.booleans(), divisor=st.sampled_from([None, None, 1, 5]))
-def test_avg_pool_property_matches_torch(case, seed, include_pad, divisor):
+def test_avg_pool_property_matches_torch(case, seed, include_pad, divisor, device):
     shape, geometry = case
-    check_avg_pool(random_input(shape, np.float64, seed), count_include_pad=include_pad, divisor_override=divisor,
-                   **geometry)
+    check_avg_pool(random_input(shape, np.float64, seed), device, count_include_pad=include_pad,
+                   divisor_override=divisor, **geometry)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, **SHARED_DEVICE)
 @given(height=st.integers(1, 12), width=st.integers(1, 12), out_h=st.integers(1, 8), out_w=st.integers(1, 8),
        seed=st.integers(0, 2**16))
-def test_adaptive_avg_pool_property_matches_torch(height, width, out_h, out_w, seed):
-    check_adaptive(random_input((2, 3, height, width), np.float64, seed), (out_h, out_w))
+def test_adaptive_avg_pool_property_matches_torch(height, width, out_h, out_w, seed, device):
+    check_adaptive(random_input((2, 3, height, width), np.float64, seed), (out_h, out_w), device)
 
 
 # ---------------------------------------------------------------------------
@@ -487,7 +500,7 @@ def test_errors_name_the_op_the_shapes_and_the_fix(call, error, match):
         call()
 
 
-def test_max_pool_of_an_empty_batch_has_an_empty_gradient():
-    out, ctx = max_pool2d_forward(np.zeros((0, 3, 5, 5), dtype=np.float32), 3, 1, 1)
+def test_max_pool_of_an_empty_batch_has_an_empty_gradient(device):
+    out, ctx = max_pool2d_forward(on(device, np.zeros((0, 3, 5, 5), dtype=np.float32)), 3, 1, 1)
     assert out.shape == (0, 3, 5, 5)
     assert max_pool2d_backward(out, ctx).shape == (0, 3, 5, 5)
