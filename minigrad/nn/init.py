@@ -18,7 +18,9 @@ def _generator(tensor: Tensor, generator: Any) -> Any:
 
 
 def _fill(tensor: Tensor, values: Any) -> Tensor:
-    tensor.data[...] = values.astype(tensor.dtype, copy=False)
+    # The values may come from another device's generator (a NumPy Generator for a GPU tensor): copy them over
+    # first, since CuPy refuses to write a NumPy array into GPU memory (and NumPy to read a CuPy one).
+    tensor.data[...] = backend.to_device(values, tensor.device).astype(tensor.dtype, copy=False)
     return tensor
 
 
@@ -76,13 +78,12 @@ def trunc_normal_(
 ) -> Tensor:
     """Normal(mean, std) values redrawn until they fall inside [a, b] (absolute bounds, as in PyTorch)."""
     gen = _generator(tensor, generator)
-    xp = tensor.xp
     values = gen.normal(mean, std, tensor.shape)
     outside = (values < a) | (values > b)
     while bool(outside.any()):  # rejection sampling: each round redraws only the rejected values
         values[outside] = gen.normal(mean, std, int(outside.sum()))
         outside = (values < a) | (values > b)
-    return _fill(tensor, xp.asarray(values))
+    return _fill(tensor, values)
 
 
 def _fan(tensor: Tensor, mode: str, caller: str) -> int:
