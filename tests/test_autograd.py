@@ -1,4 +1,8 @@
-"""The engine: gradient accumulation, graph freeing, retain_graph, no_grad, deep graphs, multi-output Functions."""
+"""The engine: gradient accumulation, graph freeing, retain_graph, no_grad, deep graphs, multi-output Functions.
+
+The tests of what backward computes (accumulation, retained graphs, multi-output Functions, retain_grad, integer
+inputs) take the ``device`` fixture; graph bookkeeping, error messages and no_grad are checked on the CPU.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +13,31 @@ import pytest
 
 import minigrad
 import minigrad.functional as F
-from minigrad import Function, Tensor, autograd, no_grad
+from minigrad import Function, Tensor, autograd, backend, no_grad
 from minigrad.autograd import topological_order
 
 
-def leaf(*shape: int, seed: int = 0) -> Tensor:
-    return Tensor(numpy.random.default_rng(seed).standard_normal(shape), requires_grad=True)
+def leaf(*shape: int, seed: int = 0, device: str = "cpu") -> Tensor:
+    return Tensor(numpy.random.default_rng(seed).standard_normal(shape), requires_grad=True, device=device)
 
 
 # ----- accumulation ---------------------------------------------------------------------------------
 
 
-def test_tensor_used_twice_accumulates():
-    x = leaf(3, 4)
+def test_tensor_used_twice_accumulates(device):
+    x = leaf(3, 4, device=device)
     upstream = numpy.random.default_rng(1).standard_normal((3, 4))
     (x * x).backward(upstream)
     numpy.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy() * upstream)
-    y = leaf(3, 4, seed=2)
+    assert x.grad.device == device
+    y = leaf(3, 4, seed=2, device=device)
     (y + y).backward(upstream)
     numpy.testing.assert_allclose(y.grad.numpy(), 2 * upstream)
 
 
-def test_diamond_graph_adds_both_paths():
+def test_diamond_graph_adds_both_paths(device):
     # x -> a = exp(x), b = x * 3 -> out = a * b; d out/dx = exp(x) * 3x + exp(x) * 3
-    x = leaf(5)
+    x = leaf(5, device=device)
     a, b = x.exp(), x * 3.0
     out = a * b
     upstream = numpy.random.default_rng(1).standard_normal(5)
@@ -41,8 +46,8 @@ def test_diamond_graph_adds_both_paths():
     numpy.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
 
 
-def test_two_backward_calls_accumulate_into_grad():
-    x = leaf(4)
+def test_two_backward_calls_accumulate_into_grad(device):
+    x = leaf(4, device=device)
     (x * 2.0).sum().backward()
     (x * 3.0).sum().backward()
     numpy.testing.assert_allclose(x.grad.numpy(), numpy.full(4, 5.0))
@@ -67,8 +72,8 @@ def test_second_backward_without_retain_graph_raises():
         y.backward()
 
 
-def test_retain_graph_allows_a_second_backward_that_doubles_grad():
-    x = leaf(3)
+def test_retain_graph_allows_a_second_backward_that_doubles_grad(device):
+    x = leaf(3, device=device)
     y = (x.exp() * x).sum()
     y.backward(retain_graph=True)
     once = x.grad.numpy()
@@ -115,10 +120,10 @@ def test_backward_on_tensor_without_grad_raises():
         (Tensor([1.0, 2.0]) * 2.0).sum().backward()
 
 
-def test_float64_upstream_tensor_for_float32_root_keeps_float32():
-    x = Tensor(numpy.ones(3, dtype=numpy.float32), requires_grad=True)
-    (x * 2.0).backward(Tensor(numpy.ones(3)))  # a float64 Tensor as grad
-    assert x.grad.dtype == numpy.float32
+def test_float64_upstream_tensor_for_float32_root_keeps_float32(device):
+    x = Tensor(numpy.ones(3, dtype=numpy.float32), requires_grad=True, device=device)
+    (x * 2.0).backward(Tensor(numpy.ones(3), device=device))  # a float64 Tensor as grad
+    assert x.grad.dtype == numpy.float32 and x.grad.device == device
 
 
 def test_mixing_devices_raises():
@@ -227,7 +232,7 @@ def test_deep_graph_backward_without_recursion_error():
 
 
 class Record(Function):
-    """Sums its inputs; stands in for any op in a hand-built graph."""
+    """Sums its inputs; stands in for any op in a hand-built graph (on any device: it only adds arrays)."""
 
     def forward(self, *arrays):
         return sum(arrays[1:], arrays[0])
@@ -236,7 +241,7 @@ class Record(Function):
         return tuple(grad for _ in self.inputs)
 
 
-def test_topological_order_on_a_hand_built_dag():
+def test_topological_order_on_a_hand_built_dag(device):
     #      x
     #     / \
     #    a   b = R(x, a)
@@ -244,7 +249,7 @@ def test_topological_order_on_a_hand_built_dag():
     #      c   d = R(b)
     #       \ /
     #        e
-    x = leaf(2)
+    x = leaf(2, device=device)
     a = Record.apply(x)
     b = Record.apply(x, a)
     c = Record.apply(a, b)
@@ -272,11 +277,11 @@ class SplitHalves(Function):
         return x[..., :half] * 2, x[..., half:] * 3
 
     def backward(self, grad_first, grad_second):
-        return numpy.concatenate([grad_first * 2, grad_second * 3], axis=-1)
+        return backend.xp_of(grad_first).concatenate([grad_first * 2, grad_second * 3], axis=-1)
 
 
-def test_multi_output_function_with_an_unused_output():
-    x = leaf(3, 4)
+def test_multi_output_function_with_an_unused_output(device):
+    x = leaf(3, 4, device=device)
     first, second = SplitHalves.apply(x)
     upstream = numpy.random.default_rng(1).standard_normal((3, 2))
     first.backward(upstream)  # `second` feeds nothing: it must count as a zero gradient
@@ -284,8 +289,8 @@ def test_multi_output_function_with_an_unused_output():
     numpy.testing.assert_allclose(x.grad.numpy(), expected)
 
 
-def test_multi_output_function_both_outputs_used():
-    x = leaf(3, 4)
+def test_multi_output_function_both_outputs_used(device):
+    x = leaf(3, 4, device=device)
     first, second = SplitHalves.apply(x)
     (first * second).sum().backward()  # = sum of 6 x[:, j] x[:, j + 2]
     values = x.numpy()
@@ -293,26 +298,27 @@ def test_multi_output_function_both_outputs_used():
     numpy.testing.assert_allclose(x.grad.numpy(), expected)
 
 
-def test_multi_output_function_with_an_integer_output():
+def test_multi_output_function_with_an_integer_output(device):
     class MaxWithIndex(Function):
         def forward(self, x):
             self.index = x.argmax(axis=1)
             return x.max(axis=1), self.index
 
         def backward(self, grad, grad_index):
-            out = numpy.zeros((len(grad), 4))
-            out[numpy.arange(len(grad)), self.index] = grad
+            xp = backend.xp_of(grad)
+            out = xp.zeros((len(grad), 4))
+            out[xp.arange(len(grad)), self.index] = grad
             return out
 
-    x = leaf(3, 4)
+    x = leaf(3, 4, device=device)
     values, index = MaxWithIndex.apply(x)
     assert values.requires_grad and not index.requires_grad and index.dtype == numpy.int64
     values.sum().backward()
     numpy.testing.assert_array_equal(x.grad.numpy().argmax(axis=1), index.numpy())
 
 
-def test_retain_grad_on_a_non_leaf():
-    x = leaf(3)
+def test_retain_grad_on_a_non_leaf(device):
+    x = leaf(3, device=device)
     hidden = x * 2.0
     hidden.retain_grad()
     other = x * 5.0  # not retained
@@ -322,10 +328,10 @@ def test_retain_grad_on_a_non_leaf():
     numpy.testing.assert_allclose(x.grad.numpy(), 8 * x.numpy() + 5)
 
 
-def test_integer_tensors_get_no_gradient():
-    x = leaf(4, 3)
-    index = Tensor([2, 0, 2])
-    scale = Tensor([1, 2, 3])
+def test_integer_tensors_get_no_gradient(device):
+    x = leaf(4, 3, device=device)
+    index = Tensor([2, 0, 2], device=device)
+    scale = Tensor([1, 2, 3], device=device)
     (x[index] * scale).sum().backward()
     assert index.grad is None and scale.grad is None and not index.requires_grad
     expected = numpy.zeros((4, 3))
@@ -335,7 +341,7 @@ def test_integer_tensors_get_no_gradient():
     numpy.testing.assert_array_equal(x.grad.numpy(), expected)
 
 
-def test_backward_on_a_leaf_sets_its_grad():
-    x = leaf(3)
+def test_backward_on_a_leaf_sets_its_grad(device):
+    x = leaf(3, device=device)
     x.backward(numpy.arange(3.0))
     numpy.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 2.0])

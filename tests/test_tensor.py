@@ -1,4 +1,8 @@
-"""Tensor: construction and dtypes, copies and views, the small API, and no silent upcast to float64."""
+"""Tensor: construction and dtypes, copies and views, the small API, and no silent upcast to float64.
+
+The factories, moving between devices and the no-upcast checks (the scalar expressions and the walk over every
+registry op) take the ``device`` fixture.
+"""
 
 from __future__ import annotations
 
@@ -51,23 +55,24 @@ def test_integer_tensors_cannot_require_grad():
         Tensor([1, 2]).requires_grad_()
 
 
-def test_factories():
-    z = minigrad.zeros(2, 3)
+def test_factories(device):
+    z = minigrad.zeros(2, 3, device=device)
     assert z.shape == (2, 3) and z.dtype == numpy.float32 and not z.numpy().any()
-    o = minigrad.ones((4,), dtype=minigrad.float64, requires_grad=True)
+    o = minigrad.ones((4,), dtype=minigrad.float64, device=device, requires_grad=True)
     assert o.shape == (4,) and o.dtype == numpy.float64 and o.requires_grad and (o.numpy() == 1).all()
     minigrad.manual_seed(3)
-    r1 = minigrad.randn(50, 40)
+    r1 = minigrad.randn(50, 40, device=device)
     minigrad.manual_seed(3)
-    r2 = minigrad.randn(50, 40)
+    r2 = minigrad.randn(50, 40, device=device)
     assert r1.dtype == numpy.float32 and r1.shape == (50, 40)
     numpy.testing.assert_array_equal(r1.numpy(), r2.numpy())
     assert abs(r1.numpy().mean()) < 0.1 and abs(r1.numpy().std() - 1) < 0.1
-    a = minigrad.arange(5)
+    a = minigrad.arange(5, device=device)
     assert a.dtype == numpy.int64 and a.tolist() == [0, 1, 2, 3, 4]
-    b = minigrad.arange(0, 1, 0.25)
+    b = minigrad.arange(0, 1, 0.25, device=device)
     assert b.dtype == numpy.float32 and b.tolist() == [0.0, 0.25, 0.5, 0.75]
-    assert minigrad.arange(2, 8, 3).tolist() == [2, 5]
+    assert minigrad.arange(2, 8, 3, device=device).tolist() == [2, 5]
+    assert {t.device for t in (z, o, r1, a, b)} == {device}
 
 
 # ----- moving, copying, viewing ---------------------------------------------------------------------
@@ -96,6 +101,19 @@ def test_to_device_and_dtype():
     as_int = x.to(dtype=minigrad.int64)  # integers hold no gradient: no error, requires_grad False
     assert as_int.dtype == numpy.int64 and not as_int.requires_grad
     assert x.double().dtype == numpy.float64 and x.double().float().dtype == numpy.float32
+
+
+def test_to_a_device_and_back_keeps_values_and_requires_grad(device):
+    x = Tensor(numpy.array([1.5, -2.0, 3.25], dtype=numpy.float32), requires_grad=True)
+    moved = x.to(device)
+    assert moved.device == device and moved.requires_grad and moved.is_leaf and moved.dtype == numpy.float32
+    assert (moved is x) == (device == "cpu")  # a move makes a new leaf; staying put returns the tensor itself
+    back = moved.to("cpu", dtype=minigrad.float64)
+    assert back.device == "cpu" and back.dtype == numpy.float64
+    numpy.testing.assert_array_equal(back.numpy(), x.numpy())
+    (moved * 2.0).sum().backward()
+    assert moved.grad.device == device
+    numpy.testing.assert_array_equal(moved.grad.numpy(), [2.0, 2.0, 2.0])
 
 
 @pytest.mark.skipif(minigrad.cuda_available(), reason="this machine has a GPU")
@@ -153,12 +171,12 @@ def test_integer_tensor_with_float_constant_is_float_not_truncated():
 @pytest.mark.parametrize("expression", [
     lambda x: x * 2.0, lambda x: 2.0 * x, lambda x: x / 3, lambda x: 3 / x, lambda x: 1 - x, lambda x: x - 1.5,
     lambda x: x + 1, lambda x: x**2, lambda x: x**0.5, lambda x: -x, lambda x: x * numpy.float64(2.0),
-    lambda x: x + numpy.array(1.0), lambda x: x * Tensor([1, 2, 3]), lambda x: Tensor([1, 2, 3]) - x,
-    lambda x: x.mean(), lambda x: x.sum(0), lambda x: x.max(),
+    lambda x: x + numpy.array(1.0), lambda x: x * Tensor([1, 2, 3], device=x.device),
+    lambda x: Tensor([1, 2, 3], device=x.device) - x, lambda x: x.mean(), lambda x: x.sum(0), lambda x: x.max(),
 ], ids=["x*2.0", "2.0*x", "x/3", "3/x", "1-x", "x-1.5", "x+1", "x**2", "x**0.5", "-x", "x*np.float64",
         "x+0-d f64", "x*int tensor", "int tensor-x", "mean", "sum", "max"])
-def test_scalar_arithmetic_keeps_float32(expression):
-    x = Tensor(numpy.array([1.0, 2.0, 4.0], dtype=numpy.float32), requires_grad=True)
+def test_scalar_arithmetic_keeps_float32(expression, device):
+    x = Tensor(numpy.array([1.0, 2.0, 4.0], dtype=numpy.float32), requires_grad=True, device=device)
     y = expression(x)
     assert y.dtype == numpy.float32
     y.backward(numpy.ones(y.shape))
@@ -169,8 +187,8 @@ SAMPLES = [pytest.param(op, s, id=f"{op.name}-{i}") for op in all_ops() for i, s
 
 
 @pytest.mark.parametrize("op, sample", SAMPLES)
-def test_every_registry_op_keeps_float32_in_forward_and_backward(op, sample):
-    tensors = sample.tensors(numpy.float32)
+def test_every_registry_op_keeps_float32_in_forward_and_backward(op, sample, device):
+    tensors = sample.tensors(numpy.float32, device)
     outputs = op.op(*tensors, **sample.kwargs)
     outputs = tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
     rng = numpy.random.default_rng(0)
