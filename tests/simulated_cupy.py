@@ -44,6 +44,7 @@ from typing import Any
 import cupy as real_cupy  # imports without a GPU; only its names and signatures are read
 import cupyx as real_cupyx
 import numpy
+import pytest
 
 # NumPy's converters, kept before strict_numpy_conversions() may replace the public names.
 _numpy_array = numpy.array
@@ -168,14 +169,14 @@ def _signature(obj: Any) -> inspect.Signature | None:
         return _signature_from_docstring(obj)
 
 
-def _bind(signature: inspect.Signature | None, where: str, *args: Any, **kwargs: Any) -> None:
+def _bind(signature: inspect.Signature | None, qualified_name: str, /, *args: Any, **kwargs: Any) -> None:
     """Raise TypeError, as CuPy would, when the call does not fit CuPy's signature."""
     if signature is None:
         return
     try:
         signature.bind(*args, **kwargs)
     except TypeError as error:
-        raise TypeError(f"{where}: {error} (CuPy's signature is {where}{signature})") from None
+        raise TypeError(f"{qualified_name}: {error} (CuPy's signature is {qualified_name}{signature})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,6 +581,43 @@ class RandomState:
         return (_device(_numpy_asarray(values)) * scale + loc).astype(dtype, copy=False)
 
 
+class Generator:
+    """``cupy.random.Generator`` (from ``cupy.random.default_rng(seed)``): NumPy's Generator API as far as CuPy
+    has it. CuPy's has ``random``, ``standard_normal``, ``uniform`` and ``integers`` but no ``normal``,
+    ``permutation`` or ``choice``; those raise AttributeError here too."""
+
+    def __init__(self, seed: Any = None) -> None:
+        self._generator = numpy.random.Generator(numpy.random.Philox(seed))
+
+    def random(self, size: Any = None, dtype: Any = numpy.float64, out: Any = None) -> DeviceArray:
+        values = _device(_numpy_asarray(self._generator.random(size, dtype=_float_dtype(dtype))))
+        return _into(values, out)
+
+    def standard_normal(self, size: Any = None, dtype: Any = numpy.float64, out: Any = None) -> DeviceArray:
+        values = _device(_numpy_asarray(self._generator.standard_normal(size, dtype=_float_dtype(dtype))))
+        return _into(values, out)
+
+    def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None, dtype: Any = numpy.float64) -> DeviceArray:
+        return (self.random(size, dtype) * (high - low) + low).astype(dtype, copy=False)
+
+    def integers(self, low: Any, high: Any = None, size: Any = None, dtype: Any = numpy.int64,
+                 endpoint: bool = False) -> DeviceArray:
+        return _device(_numpy_asarray(self._generator.integers(low, high, size, dtype=dtype, endpoint=endpoint)))
+
+    def __getattr__(self, name: str) -> Any:
+        where = "simulated " if name in dir(real_cupy.random.Generator) else ""
+        raise AttributeError(f"{where}'cupy.random.Generator' object has no attribute {name!r}")
+
+
+def _into(values: DeviceArray, out: Any) -> DeviceArray:
+    if out is None:
+        return values
+    if not isinstance(out, DeviceArray):
+        raise TypeError(f"out must be a cupy.ndarray, got {type(out).__name__}")
+    out[...] = values
+    return out
+
+
 def _float_dtype(dtype: Any) -> numpy.dtype:
     dtype = numpy.dtype(dtype)
     if dtype.char not in ("f", "d"):
@@ -653,7 +691,7 @@ def _fill_from_numpy(module: SimulatedModule, real: types.ModuleType, numpy_modu
 def _build() -> tuple[SimulatedModule, SimulatedModule]:
     not_on_cpu = "it compiles CUDA C for a GPU, which this CPU cannot run; test the code around it instead"
     random = SimulatedModule("cupy.random", real_cupy.random)
-    random.RandomState = RandomState
+    random.RandomState, random.Generator, random.default_rng = RandomState, Generator, Generator
 
     cuda = SimulatedModule("cupy.cuda", real_cupy.cuda)
     cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0)
@@ -693,11 +731,12 @@ cupy, cupyx = _build()
 # ---------------------------------------------------------------------------------------------
 def _refusing_device_arrays(numpy_function: Any) -> Any:
     @functools.wraps(numpy_function)
-    def convert(a: Any = None, *args: Any, **kwargs: Any) -> Any:
-        items = a if isinstance(a, (list, tuple)) else (a,)
+    def convert(*args: Any, **kwargs: Any) -> Any:
+        first = args[0] if args else kwargs.get("a", kwargs.get("object"))
+        items = first if isinstance(first, (list, tuple)) else (first,)
         if any(isinstance(item, DeviceArray) for item in items):
             raise TypeError(f"numpy.{numpy_function.__name__}: {IMPLICIT_CONVERSION_MESSAGE}")
-        return numpy_function(a, *args, **kwargs)
+        return numpy_function(*args, **kwargs)
 
     return convert
 
@@ -715,3 +754,43 @@ def strict_numpy_conversions(monkeypatch: Any) -> None:
     for name in STRICT_CONVERTERS:
         monkeypatch.setattr(numpy, name, _refusing_device_arrays(getattr(numpy, name)))
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Plugging it into minigrad.
+# ---------------------------------------------------------------------------------------------
+def install(monkeypatch: Any) -> None:
+    """Make ``device="cuda"`` everywhere in minigrad land on the simulation (undone with ``monkeypatch``).
+
+    minigrad reaches CuPy only through ``minigrad.backend``: its module-level ``_cupy`` (what
+    ``is_cupy_array`` tests against), ``_import_cupy`` (what ``get_xp("cuda")`` calls) and ``import cupyx``
+    in ``scatter_add``. Caches that could hold device arrays or another device's generators start empty.
+    ``sys.modules["cupy"]`` stays the real CuPy (tests/test_cupy_compat.py reads its names).
+    """
+    import sys
+
+    from minigrad import backend
+    from minigrad.kernels import conv
+
+    monkeypatch.setattr(backend, "_cupy", cupy)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_import_cupy", lambda: cupy)
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)  # `import cupyx` in backend.scatter_add
+    monkeypatch.setattr(backend, "_generators", {})
+    monkeypatch.setattr(backend, "_DEFAULT_SEED", backend._DEFAULT_SEED)  # manual_seed is undone too
+    monkeypatch.setattr(backend, "_raw_kernels", {})
+    monkeypatch.setattr(conv, "_scratch", {})  # conv2d's reused buffers, keyed by device
+    monkeypatch.delenv("MINIGRAD_CUDA_KERNELS", raising=False)  # hand-written CUDA C cannot run here
+    strict_numpy_conversions(monkeypatch)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: Any) -> None:
+    """As a pytest plugin, run a whole session on the simulated GPU:
+
+        python -m pytest -p tests.simulated_cupy --device cuda tests/
+
+    runs every ``device``-parametrised test of the suite on "cuda" (here, the simulation). Nothing is undone:
+    the session is the simulated GPU's. Loaded first, so tests/conftest.py already sees a GPU answering.
+    """
+    install(pytest.MonkeyPatch())

@@ -8,7 +8,10 @@ the same thing on "cpu" and "cuda" and asserts the same numbers (float32 toleran
 gradient, parameter, buffer and optimizer state of the cuda run really lives in device memory.
 
 These tests name "cuda" directly (they do not take the ``device`` fixture): the simulated device *is* the
-point of them, and they run on every machine, GPU or not.
+point of them, and they run on every machine, GPU or not. To run the rest of the suite's cuda cases on the
+simulation too (about two minutes on 2 cores):
+
+    python -m pytest -p tests.simulated_cupy --device cuda tests/
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import json
 import operator
 import os
 import signal
-import sys
 from pathlib import Path
 
 import numpy
@@ -30,7 +32,6 @@ import minigrad  # noqa: E402
 import minigrad.functional as F  # noqa: E402
 from minigrad import backend, cli, data, nn, optim, train  # noqa: E402
 from minigrad.gradcheck import GradcheckError, fixed_state, gradcheck  # noqa: E402
-from minigrad.kernels import conv  # noqa: E402
 from minigrad.models import googlenet_loss, inception_v1  # noqa: E402
 from minigrad.models.inception import BasicConv2d, Inception, InceptionAux  # noqa: E402
 from minigrad.tensor import Tensor  # noqa: E402
@@ -41,24 +42,10 @@ from tests.simulated_cupy import DeviceArray  # noqa: E402
 FLOAT32_TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
-def install_simulated_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point minigrad.backend at the simulated CuPy (undone by ``monkeypatch`` after the test)."""
-    monkeypatch.setattr(backend, "_cupy", sim.cupy)
-    monkeypatch.setattr(backend, "_cupy_error", None)
-    monkeypatch.setattr(backend, "_import_cupy", lambda: sim.cupy)
-    monkeypatch.setitem(sys.modules, "cupy", sim.cupy)
-    monkeypatch.setitem(sys.modules, "cupyx", sim.cupyx)  # backend.scatter_add does `import cupyx`
-    monkeypatch.setattr(backend, "_generators", {})  # no generator made for another device survives
-    monkeypatch.setattr(backend, "_DEFAULT_SEED", backend._DEFAULT_SEED)  # restored after the test
-    monkeypatch.setattr(backend, "_raw_kernels", {})
-    monkeypatch.setattr(conv, "_scratch", {})  # conv2d's reused buffers: none left holding device arrays
-    monkeypatch.delenv("MINIGRAD_CUDA_KERNELS", raising=False)  # hand-written CUDA C cannot run here
-    sim.strict_numpy_conversions(monkeypatch)
-
-
 @pytest.fixture
 def simulated_gpu(monkeypatch):
-    install_simulated_gpu(monkeypatch)
+    """The simulated CuPy, plugged into minigrad.backend for this test (see ``simulated_cupy.install``)."""
+    sim.install(monkeypatch)
     return sim.cupy
 
 
@@ -118,6 +105,7 @@ def test_simulation_refuses_what_cupy_refuses(simulated_gpu):
         "a 0-d array as an index": (TypeError, lambda: operator.index(x.sum())),
         "int64 scatter_add": (TypeError, lambda: sim.cupyx.scatter_add(cupy.zeros(3, dtype=numpy.int64), [0], 1)),
         "an integer random dtype": (TypeError, lambda: cupy.random.RandomState(0).random_sample(3, dtype=numpy.int32)),
+        "Generator.normal (CuPy's has none)": (AttributeError, lambda: cupy.random.default_rng(0).normal(0, 1, 3)),
         "compiled CUDA C": (sim.NotSimulatedError, lambda: cupy.RawKernel("extern \"C\" __global__ void f() {}", "f")),
     }
     for what, (error, attempt) in refused.items():
@@ -492,6 +480,21 @@ def test_summary_of_a_cuda_model(simulated_gpu):
     assert_on("cuda", *cuda_model.parameters(), what="after summary")
 
 
+def test_graph_drawing_of_a_cuda_model(simulated_gpu):
+    from minigrad.viz import to_dot
+
+    cpu_model = inception_v1(num_classes=10, aux_logits=False, stem="cifar", width=0.125, seed=0)
+    cuda_model = copy.deepcopy(cpu_model).to("cuda")
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(numpy.float32)
+    texts = {}
+    for device, model in (("cpu", cpu_model), ("cuda", cuda_model)):
+        loss = F.cross_entropy(model(Tensor(x, device=device)), Tensor(numpy.array([1, 2]), device=device))
+        texts[device] = (to_dot(loss, model=model), to_dot(model=model, input=Tensor(x, device=device),
+                                                            collapse="module"))
+        assert_on(device, *model.buffers(), what=f"buffers after to_dot on {device}")
+    assert texts["cuda"] == texts["cpu"]
+
+
 class WrongGradient(minigrad.Function):
     """x * 2 with a backward that forgets the factor 2: gradcheck must catch it on cuda too."""
 
@@ -546,7 +549,7 @@ def cuda_reference_run(tmp_path_factory) -> Path:
     """``minigrad train --device cuda`` for 2 epochs of 2 steps, uninterrupted."""
     out = tmp_path_factory.mktemp("cuda_run")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        install_simulated_gpu(monkeypatch)
+        sim.install(monkeypatch)
         assert cli.main(["train", "--device", "cuda", *TINY_RUN, "--out", str(out)]) == 0
     return out
 
@@ -565,7 +568,7 @@ def test_train_command_on_cuda_writes_a_host_checkpoint(cuda_reference_run):
 def test_train_on_cuda_stopped_mid_epoch_then_resumed_is_bit_identical(cuda_reference_run, tmp_path, monkeypatch):
     """Ctrl-C after step 3 of 4 (mid epoch 2), then ``--resume``: the CUDA generator's state, the loader's
     position, the optimizer and the weights all come back, and the run ends exactly as the uninterrupted one."""
-    install_simulated_gpu(monkeypatch)
+    sim.install(monkeypatch)
     original_fit = train.fit
 
     def on_step(step: int, loss: float) -> None:
