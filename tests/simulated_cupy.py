@@ -5,7 +5,7 @@ There is no GPU here, so minigrad's "cuda" path must be right by construction. T
 real GPU run would fail. Device memory is :class:`DeviceArray`, a ``numpy.ndarray`` subclass; every
 function and method computes with NumPy on plain views of it and hands DeviceArrays back. What it
 enforces, each rule taken from CuPy's own code (``cupy/_core/core.pyx``, ``_kernel.pyx``,
-``_routines_indexing.pyx``):
+``_routines_indexing.pyx``, ``cupy/random``):
 
 1. **Only names CuPy has.** The namespace is built from ``dir(cupy)`` of the real, installed CuPy
    (which imports without a GPU): each name maps to NumPy's function of the same name. A name NumPy has
@@ -15,21 +15,28 @@ enforces, each rule taken from CuPy's own code (``cupy/_core/core.pyx``, ``_kern
    ``where=`` raise TypeError as they do on a GPU.
 3. **No implicit host <-> device copies.** A plain ``numpy.ndarray`` given to a ufunc, a function or an
    operator together with (or instead of) device arrays raises TypeError; only ``cupy.asarray``,
-   ``cupy.array`` and ``cupy.asanyarray`` copy host data to the device. ``x[...] = numpy_array`` raises
-   ValueError ("non-scalar numpy.ndarray cannot be used for fill"), as CuPy's basic-index assignment does.
-   Python and NumPy scalars are fine. :func:`strict_numpy_conversions` makes ``numpy.asarray(device_array)``
-   raise TypeError too (CuPy's ``__array__`` refuses), for code that reaches NumPy through ``numpy.*``.
+   ``cupy.array`` and ``cupy.asanyarray`` copy host data to the device (and indices, which CuPy copies
+   itself). ``x[...] = numpy_array`` raises ValueError ("non-scalar numpy.ndarray cannot be used for fill"),
+   as CuPy's basic-index assignment does. Python and NumPy scalars are fine. :func:`strict_numpy_conversions`
+   makes ``numpy.asarray(device_array)`` raise TypeError too, as CuPy's ``__array__`` does.
 4. **Arrays, never scalars, come back.** Reductions and integer indexing give 0-d DeviceArrays (CuPy does
    not return NumPy scalars); ``float()``, ``int()``, ``bool()`` and ``.item()`` work on them; ``operator.index``
    does not (CuPy's ndarray has no ``__index__``). ``.get()`` gives a plain NumPy copy.
-5. **The GPU-only pieces minigrad uses:** ``random.RandomState(seed, method=...)`` with CuPy's method
-   signatures and float32/float64-only dtypes, ``cuda.curand`` constants, ``cuda.runtime.getDeviceCount()``,
-   ``cuda.get_current_stream().synchronize()``, ``cupyx.scatter_add`` (with CuPy's dtype limits),
-   ``lib.stride_tricks``; ``RawKernel`` and the other compiled-kernel classes raise :class:`NotSimulatedError`.
+5. **The GPU-only pieces minigrad uses:** ``random.RandomState(seed, method=...)`` and ``random.default_rng``
+   with CuPy's method signatures and float32/float64-only dtypes, ``cuda.curand`` constants,
+   ``cuda.runtime.getDeviceCount()``, ``cuda.get_current_stream().synchronize()``, ``cupyx.scatter_add``
+   (with CuPy's dtype limits), ``lib.stride_tricks``; ``RawKernel`` and the other compiled-kernel classes
+   raise :class:`NotSimulatedError`.
 
-What it cannot see: timing, memory limits, CUDA C, and anything where CuPy computes a different number
-than NumPy (it computes with NumPy). ``isinstance(device_array, numpy.ndarray)`` is True here and False on a
-GPU, so host-or-device branches on that test are not exercised.
+Using it: :func:`install` plugs it into ``minigrad.backend`` for one test (tests/test_simulated_gpu.py's
+``simulated_gpu`` fixture); as a pytest plugin, ``python -m pytest -p tests.simulated_cupy --device cuda``
+runs every device-parametrised test of the suite on it.
+
+What it cannot see: timing, memory, CUDA C, and numbers CuPy computes differently (cuRAND's streams,
+cuBLAS's summation order): the arithmetic is NumPy's. ``host_array[...] = device_array`` is let through
+(NumPy reads an ndarray subclass without asking it; CuPy's ``__array__`` would refuse), and so is any branch
+on ``isinstance(x, numpy.ndarray)``, True here and False on a GPU. Integer-array indices out of range raise
+IndexError here; CuPy wraps them around.
 """
 
 from __future__ import annotations
@@ -335,12 +342,31 @@ def _device_method(name: str) -> Any:
         _bind(signature, where, self, *args, **kwargs)
         host_self = _host(self)
         views: list = [(host_self, self)]
-        args, kwargs = _unwrap(args, where, views), _unwrap(kwargs, where, views)
+        args, kwargs = _unwrap_arguments(name, signature, args, kwargs, where, views, skip=1)
         return _wrap(numpy_method(host_self, *args, **kwargs), views)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"cupy.ndarray.{name}, computed by numpy.ndarray.{name}."
     return method
+
+
+# Arguments CuPy copies to the device itself (``core.array(indices)`` in ``_take``, ``_ndarray_put``,
+# ``_ndarray_compress``), so a NumPy array is fine there: name -> parameter names.
+HOST_DATA_PARAMETERS = {"take": {"indices"}, "put": {"indices", "values"}, "compress": {"condition"}}
+
+
+def _unwrap_arguments(name: str, signature: inspect.Signature | None, args: tuple, kwargs: dict, where: str,
+                      views: list, skip: int = 0) -> tuple[list, dict]:
+    """:func:`_unwrap` for a call's arguments, letting host arrays through where CuPy copies them itself.
+
+    skip: how many leading parameters of ``signature`` are not in ``args`` (1 for a method's self).
+    """
+    allowed = HOST_DATA_PARAMETERS.get(name, set())
+    names = list(signature.parameters)[skip:] if signature is not None else []
+    args = [_unwrap(value, where, views, allow_host=index < len(names) and names[index] in allowed)
+            for index, value in enumerate(args)]
+    kwargs = {key: _unwrap(value, where, views, allow_host=key in allowed) for key, value in kwargs.items()}
+    return args, kwargs
 
 
 REAL_NDARRAY_NAMES = frozenset(dir(real_cupy.ndarray))
@@ -437,7 +463,7 @@ def _device_function(name: str, numpy_function: Any, real: Any, prefix: str = "c
     def function(*args: Any, **kwargs: Any) -> Any:
         _bind(signature, where, *args, **kwargs)
         views: list = []
-        args, kwargs = _unwrap(args, where, views), _unwrap(kwargs, where, views)
+        args, kwargs = _unwrap_arguments(name, signature, args, kwargs, where, views)
         return _wrap(numpy_function(*args, **kwargs), views)
 
     function.__wrapped__ = numpy_function

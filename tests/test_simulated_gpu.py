@@ -138,6 +138,25 @@ def test_simulation_behaves_like_cupy_where_it_differs_from_numpy(simulated_gpu)
     assert len(ours) > 300
 
 
+def test_the_harness_catches_a_kernel_that_allocates_with_numpy(simulated_gpu, monkeypatch):
+    """The classic GPU bug, planted in im2col's padding: ``numpy.zeros`` where ``backend.xp_of(x).zeros`` belongs.
+    The CPU path cannot tell the difference; on the simulated GPU conv2d must fail, as it would on a real one."""
+    from minigrad.kernels import im2col
+
+    def pad_on_the_host(x, pads):
+        (top, bottom), (left, right) = pads
+        n, c, h, w = x.shape
+        padded = numpy.zeros((n, c, top + h + bottom, left + w + right), dtype=x.dtype)
+        padded[:, :, top : top + h, left : left + w] = backend.to_numpy(x)
+        return padded
+
+    monkeypatch.setattr(im2col, "pad_input", pad_on_the_host)
+    x, weight = minigrad.randn(1, 2, 5, 5), minigrad.randn(3, 2, 3, 3)
+    F.conv2d(x, weight, padding=1)  # fine on the CPU
+    with pytest.raises((TypeError, ValueError), match="numpy.ndarray"):
+        F.conv2d(x.to("cuda"), weight.to("cuda"), padding=1)
+
+
 def test_backend_reaches_the_simulation(simulated_gpu):
     assert backend.cuda_available() and backend.get_xp("cuda") is simulated_gpu
     array = backend.to_device(numpy.arange(3.0), "cuda")
