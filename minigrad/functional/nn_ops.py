@@ -108,6 +108,12 @@ def batch_norm(
     """Batch normalisation with PyTorch's signature. In training the running statistics (arrays inside
     ``running_mean``/``running_var``) are updated in place; ``momentum=None`` is a cumulative average
     over ``num_batches_tracked`` batches. Running statistics never receive gradients."""
+    for name, statistic in (("running_mean", running_mean), ("running_var", running_var)):
+        if statistic is not None and statistic.device != input.device:
+            raise ValueError(
+                f"batch_norm: {name} {statistic.shape} is on {statistic.device} but the input {input.shape} is on "
+                f"{input.device}; move them to one device (module.to({input.device!r}) moves a layer's buffers)"
+            )
     return BatchNorm.apply(
         input, weight, bias,
         running_mean=None if running_mean is None else running_mean.data,

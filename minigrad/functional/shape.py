@@ -101,12 +101,41 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(x, *x.shape[:start], merged, *x.shape[end + 1 :])
 
 
+def _check_array_indices(x: Tensor, parts: tuple) -> None:
+    """Raise IndexError for an integer-array index outside its axis.
+
+    NumPy raises on its own, but CuPy wraps such indices around (``x[[0, 7]]`` of 4 rows reads row 3), so
+    the check is made here, the same on every device.
+    """
+    def axes_used(part: Any) -> int:  # None adds an axis; a boolean mask covers as many axes as it has
+        if part is None or part is Ellipsis:
+            return 0
+        return part.ndim if getattr(part, "dtype", None) is not None and part.dtype.kind == "b" else 1
+
+    axis = 0
+    for position, part in enumerate(parts):
+        if part is Ellipsis:  # skip to the axes the parts after it index
+            axis = x.ndim - sum(axes_used(later) for later in parts[position + 1 :])
+            continue
+        dtype = getattr(part, "dtype", None)
+        if dtype is not None and dtype.kind in "iu" and part.size and axis < x.ndim:
+            size = x.shape[axis]
+            low, high = int(part.min()), int(part.max())
+            if low < -size or high >= size:
+                raise IndexError(
+                    f"getitem: index {low if low < -size else high} is out of range for axis {axis} of size "
+                    f"{size} (tensor of shape {x.shape}); indices must lie in [-{size}, {size - 1}]"
+                )
+        axis += axes_used(part)
+
+
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]``; tensors inside the index are used as integer (or boolean) arrays."""
     parts = index if isinstance(index, tuple) else (index,)
     parts = tuple(part.data if isinstance(part, Tensor) else part for part in parts)
     parts = tuple(x.xp.asarray(part) if isinstance(part, list) else part for part in parts)
     index = parts if isinstance(index, tuple) else parts[0]
+    _check_array_indices(x, parts)
     try:
         return GetItem.apply(x, index=index)
     except IndexError as error:

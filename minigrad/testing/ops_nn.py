@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy
 
 import minigrad.functional as F
+from minigrad import backend
 from minigrad.tensor import Tensor
 from minigrad.testing.opinfo import ErrorCase, OpInfo, Sample
 from minigrad.testing.ops_core import distinct
@@ -106,8 +107,8 @@ def batch_norm_samples(rng: Rng) -> Iterator[Sample]:
 def batch_norm_op(x, weight, bias, *, running_mean, running_var, **kwargs):
     # Fresh copies each call: the running statistics are updated in place during training, and every one
     # of gradcheck's thousands of calls must start from the same state.
-    return F.batch_norm(x, Tensor(running_mean.astype(x.dtype)), Tensor(running_var.astype(x.dtype)),
-                        weight, bias, **kwargs)
+    return F.batch_norm(x, Tensor(running_mean.astype(x.dtype), device=x.device),
+                        Tensor(running_var.astype(x.dtype), device=x.device), weight, bias, **kwargs)
 
 
 def batch_norm_ref(torch, x, weight, bias, *, running_mean, running_var, **kwargs):
@@ -131,7 +132,9 @@ def batch_norm_errors(rng: Rng) -> Iterator[ErrorCase]:
 def dropout_op(x, *, p, seed=0, training=True):
     # A fresh generator with a fixed seed gives the same mask on every call: the mask is "frozen" while
     # gradcheck probes, which is what makes dropout checkable with finite differences.
-    return F.dropout(x, p, training, generator=numpy.random.default_rng(seed))
+    # The generator must live on x's device (a NumPy mask cannot multiply a CuPy array).
+    generator = numpy.random.default_rng(seed) if x.device == "cpu" else backend.CudaGenerator(seed)
+    return F.dropout(x, p, training, generator=generator)
 
 
 def dropout_samples(rng: Rng) -> Iterator[Sample]:

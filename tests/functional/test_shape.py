@@ -42,9 +42,18 @@ def test_getitem_boolean_mask_and_basic_indexing(device):
     check_against_torch(lambda t: t[-1], lambda t: t[-1], [X], device=device)
 
 
-def test_getitem_out_of_range_names_the_shape():
+def test_getitem_out_of_range_names_the_shape(device):
+    # Checked by minigrad itself: CuPy would wrap index 7 around to row 3 instead of raising.
+    x = Tensor(X).to(device)
+    with pytest.raises(IndexError, match=r"getitem: index 7 is out of range for axis 0 of size 4 .*\(4, 5\)"):
+        x[Tensor([0, 7]).to(device)]
+    with pytest.raises(IndexError, match=r"index -6 is out of range for axis 1 of size 5"):
+        x[..., [1, -6]]
+    with pytest.raises(IndexError, match=r"index 4 is out of range for axis 0"):
+        x[None, [4]]
     with pytest.raises(IndexError, match=r"getitem: index .* does not fit a tensor of shape \(4, 5\)"):
-        Tensor(X)[Tensor([0, 7])]
+        x[0, 0, 0]  # too many indices: NumPy's (or CuPy's) own error, with the shape added
+    assert x[..., [-5, 4]].shape == (4, 2) and x[[True, False, True, False], [0]].shape == (2,)
 
 
 def test_reshape_permute_transpose_flatten_match_torch(device):
