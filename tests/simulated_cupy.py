@@ -518,8 +518,16 @@ def get_array_module(*args: Any) -> types.ModuleType:
     return cupy if any(isinstance(arg, DeviceArray) for arg in args) else numpy
 
 
+# The order in which a GPU's atomicAdd lands repeated updates on one address is unspecified, and float
+# addition is not associative, so CuPy's scatter_add (an atomicAdd per value) can round differently from
+# run to run. "random" (the default) applies the updates in a fresh random order on every call, as a GPU
+# may; "sequential" in index order, as numpy.add.at does (for tests that need bit-identical reruns).
+ATOMIC_ORDER = "random"
+
+
 def scatter_add(a: DeviceArray, slices: Any, value: Any) -> None:
-    """``cupyx.scatter_add``: ``a[slices] += value`` where repeated indices add up.
+    """``cupyx.scatter_add``: ``a[slices] += value`` where repeated indices add up, in the order
+    :data:`ATOMIC_ORDER` says.
 
     CuPy supports only int32, float16, float32, float64, uint32 and uint64 targets (no int64).
     """
@@ -529,8 +537,17 @@ def scatter_add(a: DeviceArray, slices: Any, value: Any) -> None:
     if not issubclass(a.dtype.type, allowed):
         raise TypeError("cupy.add.at only supports int32, float16, float32, float64, uint32, uint64, as data type")
     views: list = []
-    numpy.add.at(_host(a), _unwrap(slices, "cupyx.scatter_add", views, allow_host=True),
-                 _unwrap(value, "cupyx.scatter_add", views))
+    target = _host(a)
+    slices = _unwrap(slices, "cupyx.scatter_add", views, allow_host=True)
+    value = _unwrap(value, "cupyx.scatter_add", views)
+    if ATOMIC_ORDER == "sequential":
+        numpy.add.at(target, slices, value)
+        return
+    # Which element of `a` each update goes to (flat), then every update on its own, in a random order.
+    destinations = numpy.arange(a.size).reshape(a.shape)[slices]
+    values = numpy.broadcast_to(_numpy_asarray(value, dtype=a.dtype), destinations.shape).reshape(-1)
+    order = numpy.random.default_rng().permutation(values.size)
+    numpy.add.at(target, numpy.unravel_index(destinations.reshape(-1)[order], a.shape), values[order])
 
 
 class SimulatedDevice:

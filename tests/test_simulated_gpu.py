@@ -178,26 +178,10 @@ def test_backend_reaches_the_simulation(simulated_gpu):
 # ---------------------------------------------------------------------------------------------
 # Every op of the registry: forward and backward on cuda equal the cpu's
 # ---------------------------------------------------------------------------------------------
-REGISTRY_BUGS = {
-    "batch_norm": "minigrad/testing/ops_nn.py:109 batch_norm_op wraps the running statistics as Tensor(...) on the "
-                  "CPU whatever x's device is; the kernel then adds device batch statistics into host arrays "
-                  "(TypeError on CuPy). Fix: Tensor(running_mean.astype(x.dtype), device=x.device) (same for var)",
-    "dropout": "minigrad/testing/ops_nn.py:134 dropout_op passes numpy.random.default_rng(seed) for every device; on "
-               "cuda the mask is a NumPy array multiplied into a CuPy one (TypeError on CuPy). Fix: use "
-               "backend.CudaGenerator(seed) when x.device == 'cuda'",
-}
-
-
-def _registry_marks(op, sample) -> list:
-    draws_a_mask = op.name == "dropout" and sample.kwargs.get("training", True) and sample.kwargs["p"] > 0
-    if op.name == "batch_norm" or draws_a_mask:
-        where = REGISTRY_BUGS[op.name].split(" ", 1)[0]
-        return [pytest.mark.xfail(strict=True, raises=TypeError, reason=f"{where} (see REGISTRY_BUGS)")]
-    return []
-
-
+# This walk found that the registry's batch_norm and dropout samples built their running statistics and mask
+# generator on the CPU whatever the device (TypeError on CuPy); fixed in minigrad/testing/ops_nn.py (138a421).
 REGISTRY_SAMPLES = [
-    pytest.param(op, sample, id=f"{op.name}-{i}-{sample.describe()}", marks=_registry_marks(op, sample))
+    pytest.param(op, sample, id=f"{op.name}-{i}-{sample.describe()}")
     for op in all_ops()
     for i, sample in enumerate(op.sample_list())
 ]
@@ -303,6 +287,50 @@ def test_dropout_on_cuda_uses_the_cuda_generator_and_is_reproducible(simulated_g
 # ---------------------------------------------------------------------------------------------
 # Tensors, layers and Module.to("cuda")
 # ---------------------------------------------------------------------------------------------
+ATOMIC_ADD_SITES = {
+    "max_pool2d": "minigrad/kernels/pooling.py:344 max_pool2d_backward sends every window's gradient to its winner "
+                  "with one backend.scatter_add, an atomicAdd per value on a GPU: where windows share a winner the "
+                  "float sum depends on the order the adds land, so two runs (a run and its --resume) can differ in "
+                  "the last bits. Fix: on cuda, the kH*kW tap loop (for one tap no two windows share a pixel, so "
+                  "each tap is a plain strided +=, deterministic)",
+    "getitem": "minigrad/functional/shape.py:49 GetItem.backward scatter_adds the gradient of repeated integer "
+               "indices (atomicAdd on a GPU, order-dependent float sums). Fix if bit-identical reruns matter: "
+               "sort the indices and sum equal ones (e.g. cupy.unique + cumsum), or document it",
+}
+ADVERSARIAL = numpy.array([1e8, 1, -1e8, 1, 3e-3, 7, -5e7, 5e7, 0.5], dtype=numpy.float32)  # order-sensitive sums
+
+
+def gradient_bits_over_reruns(run, runs: int = 10) -> set[bytes]:
+    """The distinct gradients (as bytes) that ``runs`` identical reruns of ``run()`` give."""
+    return {run().numpy().tobytes() for _ in range(runs)}
+
+
+@pytest.mark.xfail(strict=True, reason=ATOMIC_ADD_SITES["max_pool2d"].split(" ", 1)[0] + " (see ATOMIC_ADD_SITES)")
+def test_max_pool2d_backward_on_cuda_does_not_depend_on_the_order_of_atomic_adds(simulated_gpu):
+    """A pixel that wins all 9 overlapping 3x3/1 windows collects 9 gradients; a GPU adds them in any order."""
+    x = numpy.zeros((1, 1, 5, 5), numpy.float32)
+    x[0, 0, 2, 2] = 10
+    upstream = numpy.zeros((1, 1, 5, 5), numpy.float32)
+    upstream[0, 0, 1:4, 1:4] = ADVERSARIAL.reshape(3, 3)
+
+    def run() -> Tensor:
+        tensor = Tensor(x, requires_grad=True, device="cuda")
+        F.max_pool2d(tensor, 3, stride=1, padding=1).backward(Tensor(upstream, device="cuda"))
+        return tensor.grad
+
+    assert len(gradient_bits_over_reruns(run)) == 1
+
+
+@pytest.mark.xfail(strict=True, reason=ATOMIC_ADD_SITES["getitem"].split(" ", 1)[0] + " (see ATOMIC_ADD_SITES)")
+def test_getitem_backward_on_cuda_does_not_depend_on_the_order_of_atomic_adds(simulated_gpu):
+    def run() -> Tensor:
+        tensor = Tensor(numpy.zeros(2, numpy.float32), requires_grad=True, device="cuda")
+        F.getitem(tensor, numpy.zeros(9, dtype=numpy.int64)).backward(Tensor(ADVERSARIAL, device="cuda"))
+        return tensor.grad
+
+    assert len(gradient_bits_over_reruns(run)) == 1
+
+
 def test_tensors_on_cuda(simulated_gpu):
     cases = {
         "python floats": ([[1.5, 2.0]], numpy.float32),
@@ -423,7 +451,15 @@ def build_optimizer(name: str, model) -> optim.Optimizer:
 
 
 @pytest.mark.parametrize("optimizer_name", ["sgd", "adamw"])
-def test_googlenet_training_steps_on_cuda_match_cpu(optimizer_name, simulated_gpu):
+def test_googlenet_training_steps_on_cuda_match_cpu(optimizer_name, simulated_gpu, monkeypatch):
+    """Two SGD / AdamW steps of a small GoogLeNet (aux heads, batch 2) agree on both devices, and everything
+    the cuda run holds lives on the device.
+
+    With the atomic adds in index order the two runs do the same arithmetic. In GPU order (random here) the
+    gradients differ by rounding only, but after a step max-pool windows whose top two values were nearly tied
+    can pick the other winner, which moves some parameters by 1e-4 after the second step: a real GPU agrees
+    with the CPU step by step, not over several steps."""
+    monkeypatch.setattr(sim, "ATOMIC_ORDER", "sequential")
     cpu_model = inception_v1(num_classes=10, aux_logits=True, stem="cifar", width=0.125, seed=0)
     for module in cpu_model.modules():
         if isinstance(module, nn.Dropout):
@@ -569,6 +605,7 @@ def cuda_reference_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cuda_run")
     with pytest.MonkeyPatch.context() as monkeypatch:
         sim.install(monkeypatch)
+        monkeypatch.setattr(sim, "ATOMIC_ORDER", "sequential")  # see the resume test's docstring
         assert cli.main(["train", "--device", "cuda", *TINY_RUN, "--out", str(out)]) == 0
     return out
 
@@ -586,8 +623,12 @@ def test_train_command_on_cuda_writes_a_host_checkpoint(cuda_reference_run):
 
 def test_train_on_cuda_stopped_mid_epoch_then_resumed_is_bit_identical(cuda_reference_run, tmp_path, monkeypatch):
     """Ctrl-C after step 3 of 4 (mid epoch 2), then ``--resume``: the CUDA generator's state, the loader's
-    position, the optimizer and the weights all come back, and the run ends exactly as the uninterrupted one."""
+    position, the optimizer and the weights all come back, and the run ends exactly as the uninterrupted one.
+
+    With atomic adds in index order: on a real GPU bit-identity also needs them to land in the same order, which
+    it does not promise (see ATOMIC_ADD_SITES and the two xfail tests above)."""
     sim.install(monkeypatch)
+    monkeypatch.setattr(sim, "ATOMIC_ORDER", "sequential")
     original_fit = train.fit
 
     def on_step(step: int, loss: float) -> None:
