@@ -737,7 +737,9 @@ def _build() -> tuple[SimulatedModule, SimulatedModule]:
     random.RandomState, random.Generator, random.default_rng = RandomState, Generator, Generator
 
     cuda = SimulatedModule("cupy.cuda", real_cupy.cuda)
-    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0)
+    properties = {"name": b"Simulated GPU (tests/simulated_cupy.py)", "major": 9, "minor": 0}
+    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
+                                         getDeviceProperties=lambda device: dict(properties))
     cuda.curand = types.SimpleNamespace(**CURAND_METHODS)
     cuda.Device = SimulatedDevice
     cuda.get_current_stream = lambda device=None: STREAM
