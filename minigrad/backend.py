@@ -145,6 +145,11 @@ class CudaGenerator:
         self.seed, self.draws = int(state["seed"]), int(state["draws"])
 
 
+def generator_device(generator: Any) -> str:
+    """"cuda" for a :class:`CudaGenerator`, "cpu" for anything else (a NumPy generator)."""
+    return "cuda" if isinstance(generator, CudaGenerator) else "cpu"
+
+
 def _philox_random_state(seed: int) -> Any:
     cupy = _import_cupy()
     return cupy.random.RandomState(seed, method=cupy.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)

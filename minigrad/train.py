@@ -11,8 +11,9 @@ From Python (the tutorials do this):
 Everything a run needs to continue exactly where it stopped goes into ``checkpoint.npz``: the model,
 the optimizer, the schedule, the data loader's position and random state, minigrad's random state
 (dropout masks), the epoch and the metrics so far. A resumed run therefore ends with bit-for-bit the
-same weights and metrics as an uninterrupted one (on the CPU; on a GPU, max pooling's backward adds with
-atomics whose order is not fixed, so two runs can differ in the last bits). The file is an ``.npz`` read
+same weights and metrics as an uninterrupted one. On a GPU too, by design: its generator is counter-based
+and the training step's sums run in a fixed order (max pooling's backward adds tap by tap there, not with
+atomics); this was checked on a simulated GPU, not yet on a real one. The file is an ``.npz`` read
 with pickle disabled, written to a temporary file first and renamed, so a crash never leaves half a
 checkpoint behind.
 """

@@ -34,6 +34,8 @@ class GetItem(Function):
 
     The backward scatters the gradient into zeros shaped like ``x``. With integer arrays an entry
     can be picked twice (``x[[0, 0]]``), so the scatter must *add* (``scatter_add``), not assign.
+    On a GPU that is an atomic add per value: the gradient of an entry picked several times is summed in
+    no fixed order, so reruns can differ in the last bits (GoogLeNet's training step does not use it).
     """
 
     def forward(self, x: Any, index: Any) -> Any:

@@ -41,6 +41,11 @@ def dropout_forward(x: Any, p: float, training: bool, rng: Any = None) -> tuple[
         return x, None
     if rng is None:
         rng = backend.rng(backend.device_of(x))
+    elif backend.generator_device(rng) != backend.device_of(x):
+        raise ValueError(
+            f"dropout: the generator draws on {backend.generator_device(rng)} but the input {tuple(x.shape)} is on "
+            f"{backend.device_of(x)}; pass a generator of the input's device (or none: backend.rng of that device)"
+        )
     xp = backend.xp_of(x)
     # Draw in float32 for float32 inputs: half the random bytes, and no float64 array of x's size.
     uniform_dtype = xp.float64 if x.dtype == xp.float64 else xp.float32

@@ -116,3 +116,9 @@ def test_p_outside_unit_interval_raises(p, training):
     with pytest.raises(ValueError, match=r"dropout: probability p must be in \[0, 1\], got") as error:
         dropout_forward(np.ones(3), p, training, np.random.default_rng(0))
     assert str(p) in str(error.value)
+
+
+def test_a_generator_of_another_device_is_refused_by_name():
+    x = np.ones((2, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"dropout: the generator draws on cuda but the input \(2, 3\) is on cpu"):
+        dropout_forward(x, 0.5, True, backend.CudaGenerator(0))

@@ -504,3 +504,25 @@ def test_max_pool_of_an_empty_batch_has_an_empty_gradient(device):
     out, ctx = max_pool2d_forward(on(device, np.zeros((0, 3, 5, 5), dtype=np.float32)), 3, 1, 1)
     assert out.shape == (0, 3, 5, 5)
     assert max_pool2d_backward(out, ctx).shape == (0, 3, 5, 5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, stride=1, padding=1),                 # every pixel in up to 9 windows
+    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),  # GoogLeNet's stage pools
+    dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
+    dict(kernel_size=2, stride=2),                             # no overlap
+])
+def test_tap_by_tap_backward_gives_the_scatter_adds_sums(kwargs):
+    """The GPU's deterministic backward (one strided add per kernel tap) against the scatter-add (the CPU's)."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 3, (2, 3, 9, 8)).astype(np.float64)  # many ties: winners shared by several windows
+    out, ctx = max_pool2d_forward(x, **kwargs)
+    grad_out = rng.standard_normal(out.shape)
+    expected = max_pool2d_backward(grad_out, ctx)
+    geometry = ctx["geometry"]
+    grad_padded = np.zeros(x.shape[:2] + geometry.padded_size)
+    pooling._add_winners_by_tap(grad_padded, grad_out, ctx["argmax"], geometry)
+    top, left = geometry.padding
+    got = grad_padded[:, :, top : top + x.shape[2], left : left + x.shape[3]]
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
+    assert np.abs(expected).sum() > 0 and (np.count_nonzero(expected) < expected.size)
