@@ -22,3 +22,17 @@ def pytest_addoption(parser):
         help="run the device-parametrised tests on cpu, cuda or both (default: all, where cuda skips "
         "without a GPU; also set by MINIGRAD_TEST_DEVICE). --device cuda fails at once without a GPU.",
     )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Skips grouped by reason, one line each with a count (setup.cfg's ``-r`` leaves out pytest's own
+    per-test skip lines: without a GPU the ~1,200 cuda cases would fill a screen with one reason)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{count:5d}  {reason}")
