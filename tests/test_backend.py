@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy
 import pytest
 
@@ -154,3 +156,13 @@ def test_sliding_window_view_is_a_view_of_every_window():
     assert windows.shape == (2, 3, 3)
     numpy.testing.assert_array_equal(windows[1, 2], [7.0, 8.0, 9.0])
     assert numpy.shares_memory(windows, array)
+
+
+def test_cuda_without_cupy_installed_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # what `import cupy` meets where CuPy is not installed
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    with pytest.raises(RuntimeError, match=r"device 'cuda' is not available: CuPy is not installed\. Install it with "
+                                           r"pip install 'minigrad\[gpu\]'"):
+        backend.get_xp("cuda")
+    assert backend.cuda_available() is False
