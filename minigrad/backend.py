@@ -145,9 +145,14 @@ class CudaGenerator:
         self.seed, self.draws = int(state["seed"]), int(state["draws"])
 
 
-def generator_device(generator: Any) -> str:
-    """"cuda" for a :class:`CudaGenerator`, "cpu" for anything else (a NumPy generator)."""
-    return "cuda" if isinstance(generator, CudaGenerator) else "cpu"
+def generator_device(generator: Any) -> str | None:
+    """"cuda" for a :class:`CudaGenerator`, "cpu" for a NumPy generator, None for anything else (CuPy's
+    own generators, or a stand-in: their arrays' device is not known in advance)."""
+    if isinstance(generator, CudaGenerator):
+        return "cuda"
+    if isinstance(generator, (numpy.random.Generator, numpy.random.RandomState)):
+        return "cpu"
+    return None
 
 
 def _philox_random_state(seed: int) -> Any:

@@ -158,6 +158,7 @@ def test_sliding_window_view_is_a_view_of_every_window():
     assert numpy.shares_memory(windows, array)
 
 
+@pytest.mark.skipif(backend.cuda_available(), reason="a GPU (or the simulated one) answers here")
 def test_cuda_without_cupy_installed_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # what `import cupy` meets where CuPy is not installed
     monkeypatch.setattr(backend, "_cupy", None)

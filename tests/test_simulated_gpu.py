@@ -650,3 +650,9 @@ def test_train_on_cuda_stopped_mid_epoch_then_resumed_is_bit_identical(cuda_refe
     timing = {"images_per_s"}
     assert [{k: v for k, v in row.items() if k not in timing} for row in meta["history"]] == \
         [{k: v for k, v in row.items() if k not in timing} for row in expected_meta["history"]]
+
+
+def test_dropout_refuses_a_numpy_generator_for_a_cuda_input(simulated_gpu):
+    x = Tensor(numpy.ones((2, 3), numpy.float32), device="cuda")
+    with pytest.raises(ValueError, match=r"dropout: the generator draws on cpu but the input \(2, 3\) is on cuda"):
+        F.dropout(x, 0.5, True, generator=numpy.random.default_rng(0))

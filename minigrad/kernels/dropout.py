@@ -41,7 +41,7 @@ def dropout_forward(x: Any, p: float, training: bool, rng: Any = None) -> tuple[
         return x, None
     if rng is None:
         rng = backend.rng(backend.device_of(x))
-    elif backend.generator_device(rng) != backend.device_of(x):
+    elif backend.generator_device(rng) not in (None, backend.device_of(x)):
         raise ValueError(
             f"dropout: the generator draws on {backend.generator_device(rng)} but the input {tuple(x.shape)} is on "
             f"{backend.device_of(x)}; pass a generator of the input's device (or none: backend.rng of that device)"
