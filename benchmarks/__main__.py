@@ -3,6 +3,7 @@
     python -m benchmarks                      # everything (about 10 minutes on 2 cores)
     python -m benchmarks --quick              # a subset in about a minute
     python -m benchmarks --only kernels --json results.json
+    python -m benchmarks --only convlayers    # every conv of the model: backward / forward per layer
     python -m benchmarks --device cuda        # minigrad on CuPy against torch on the same GPU
 
 See benchmarks/README.md for what each column means.
@@ -32,7 +33,7 @@ from benchmarks.common import (
     torch_device,
 )
 
-GROUPS = ("kernels", "googlenet", "train")
+GROUPS = ("kernels", "convlayers", "googlenet", "train")
 PROGRAM = "python -m benchmarks"
 
 
@@ -115,10 +116,11 @@ def describe_header(header: dict[str, Any]) -> str:
 
 def run_group(group: str, args: argparse.Namespace, progress: Any) -> list[Row]:
     """The rows of one group."""
-    if group == "kernels":
+    if group in ("kernels", "convlayers"):
         from benchmarks import bench_kernels
 
-        return bench_kernels.run(quick=args.quick, smoke=args.smoke, progress=progress, device=args.device)
+        return bench_kernels.run(quick=args.quick, smoke=args.smoke, progress=progress, device=args.device,
+                                 model_convs=group == "convlayers")
     if group == "googlenet":
         from benchmarks import bench_googlenet
 
@@ -159,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               file=sys.stderr, flush=True)
 
     rows, notes = [], []
-    for group in args.only or GROUPS:
+    # --quick leaves out the per-layer conv group (33 cases at full width); --only convlayers runs it.
+    for group in args.only or [group for group in GROUPS if not (args.quick and group == "convlayers")]:
         rows.extend(run_group(group, args, progress))
     if header["device"] == "cuda" and header["torch_device"] is None:
         notes.append(f"torch {header['torch']} is a CPU build ({TORCH_HAS_NO_CUDA}), so minigrad ran alone; "

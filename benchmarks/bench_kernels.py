@@ -168,6 +168,41 @@ def cases(batch: int = BATCH, smoke: bool = False, device: str = "cpu", on_torch
     ]
 
 
+def model_conv_cases(batch: int = BATCH, smoke: bool = False) -> list[KernelCase]:
+    """One case per distinct convolution that the CIFAR-stem GoogLeNet runs (full width, batch 32; width 1/16,
+    batch 2 with ``smoke``), in the order the model first runs them.
+
+    The shapes are not listed by hand: one forward pass records every ``conv2d_forward`` call (so the stacked
+    1x1 convolutions of each block appear as the one wider conv the model really runs). Issue 7's target is
+    for each of them: backward at most twice its own forward.
+    """
+    import minigrad
+    from minigrad.kernels import conv
+    from minigrad.models import inception_v1
+
+    width, batch = (0.0625, 2) if smoke else (1.0, batch)
+    model = inception_v1(num_classes=10, stem="cifar", width=width, seed=0).eval()
+    shapes: dict[tuple[int, int, int, int], None] = {}  # (C_in, C_out, kernel, size), insertion-ordered
+    original = conv.conv2d_forward
+
+    def record(x, weight, bias=None, stride=1, padding=0, *args, **kwargs):
+        kernel = weight.shape[2]
+        if stride not in (1, (1, 1)) or padding not in (kernel // 2, (kernel // 2,) * 2):
+            raise AssertionError(f"model_conv_cases assumes 'same' stride-1 convs; got stride {stride}, "
+                                 f"padding {padding} for weight {weight.shape}")
+        shapes.setdefault((x.shape[1], weight.shape[0], kernel, x.shape[2]), None)
+        return original(x, weight, bias, stride, padding, *args, **kwargs)
+
+    conv.conv2d_forward = record
+    try:
+        with minigrad.no_grad():
+            model(minigrad.zeros(1, 3, 32, 32))
+    finally:
+        conv.conv2d_forward = original
+    return [conv_case(c_in, c_out, kernel, size, batch, input_grad=c_in != 3, label=" (stem)" if c_in == 3 else "")
+            for c_in, c_out, kernel, size in shapes]
+
+
 def make_calls(case: KernelCase, seed: int = 0, device: str = "cpu", on_torch: Any = None
                ) -> dict[str, Callable[[], object] | None]:
     """The four timed calls of a case: minigrad/torch x forward/forward+backward, on the same numbers.
@@ -217,15 +252,21 @@ def make_calls(case: KernelCase, seed: int = 0, device: str = "cpu", on_torch: A
 
 
 def run(quick: bool = False, smoke: bool = False, repeats: int | None = None, warmup: int = 1,
-        progress: Callable[[Row], None] | None = None, device: str = "cpu") -> list[Row]:
+        progress: Callable[[Row], None] | None = None, device: str = "cpu", model_convs: bool = False) -> list[Row]:
     """Time every case (the --quick subset with ``quick`` or ``smoke``); two rows per case, "fwd" and "fwd+bwd".
 
     The fwd+bwd row's extra "bwd/fwd" is minigrad's backward time (fwd+bwd minus fwd) over its forward
     time (issue 7's target for every conv: at most 2). ``device``: "cpu" or "cuda", for both libraries.
+    ``model_convs``: instead of the op list, every distinct conv of the model (:func:`model_conv_cases`), the
+    harness's "convlayers" group.
     """
     on_torch = torch_device(device)
-    selected = [case for case in cases(smoke=smoke, device=device, on_torch=on_torch)
-                if case.quick or not (quick or smoke)]
+    if model_convs:
+        selected = model_conv_cases(smoke=smoke)
+    else:
+        selected = [case for case in cases(smoke=smoke, device=device, on_torch=on_torch)
+                    if case.quick or not (quick or smoke)]
+    group = "convlayers" if model_convs else GROUP
     if repeats is None:
         repeats = 1 if smoke else 3 if quick else 7
     progress = progress or (lambda row: None)
@@ -233,10 +274,10 @@ def run(quick: bool = False, smoke: bool = False, repeats: int | None = None, wa
     for case in selected:
         calls = make_calls(case, device=device, on_torch=on_torch)
         timing = {"device": device, "warmup": warmup, "repeats": repeats}
-        forward = timed_row(GROUP, f"{case.name} fwd", calls["minigrad_forward"], calls["torch_forward"],
+        forward = timed_row(group, f"{case.name} fwd", calls["minigrad_forward"], calls["torch_forward"],
                             flops=case.forward_flops, **timing)
         training_flops = None if case.forward_flops is None else case.forward_flops + case.backward_flops
-        train = timed_row(GROUP, f"{case.name} fwd+bwd", calls["minigrad_train"], calls["torch_train"],
+        train = timed_row(group, f"{case.name} fwd+bwd", calls["minigrad_train"], calls["torch_train"],
                           flops=training_flops, **timing)
         if forward.minigrad_ms > 0:
             train.extra["bwd/fwd"] = round((train.minigrad_ms - forward.minigrad_ms) / forward.minigrad_ms, 2)

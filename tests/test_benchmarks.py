@@ -225,3 +225,17 @@ def test_cupy_peak_hook_counts_the_most_bytes_in_use_at_once():
     assert hook.peak == 0  # never above what was in use at the start (-4096 + 3072 at most)
     malloc(8192)
     assert hook.peak == 2048 + 512 + 8192 - 4096 and hook.in_use == hook.peak
+
+
+def test_model_conv_layers_are_recorded_from_the_model():
+    """The convlayers group: every distinct conv the model runs, found by running it, each with its bwd/fwd."""
+    from benchmarks import bench_kernels
+
+    cases = bench_kernels.model_conv_cases(smoke=True)
+    names = [case.name for case in cases]
+    assert len(names) == len(set(names)) and len(cases) >= 25  # stem + 9 blocks x (stacked 1x1, 3x3, 5x5, pool 1x1)
+    assert names[0].startswith("conv 3x3 3->") and names[0].endswith("(stem)")
+    assert {case.name.split()[1] for case in cases} == {"1x1", "3x3", "5x5"}
+    rows = bench_kernels.run(smoke=True, repeats=1, warmup=0, model_convs=True)
+    assert len(rows) == 2 * len(cases) and {row.group for row in rows} == {"convlayers"}
+    assert all(row.extra["bwd/fwd"] > 0 for row in rows[1::2])
