@@ -1,4 +1,4 @@
-"""Training GoogLeNet in class: the loop, checkpoints, metrics, curves, and the ``minigrad train`` command.
+"""Training GoogLeNet in class: the loop, metrics, curves, and the ``minigrad train`` command.
 
     minigrad train                          # the class demo: SyntheticShapes, offline, ~5 minutes on 2 cores
     minigrad train --dataset cifar10 --data-dir data --download --width 1 --epochs 30
@@ -8,14 +8,10 @@ From Python (the tutorials do this):
 
     >>> history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs=3)
 
-Everything a run needs to continue exactly where it stopped goes into ``checkpoint.npz``: the model,
-the optimizer, the schedule, the data loader's position and random state, minigrad's random state
-(dropout masks), the epoch and the metrics so far. A resumed run therefore ends with bit-for-bit the
-same weights and metrics as an uninterrupted one. On a GPU too, by design: its generator is counter-based
-and the training step's sums run in a fixed order (max pooling's backward adds tap by tap there, not with
-atomics); this was checked on a simulated GPU, not yet on a real one. The file is an ``.npz`` read
-with pickle disabled, written to a temporary file first and renamed, so a crash never leaves half a
-checkpoint behind.
+After every epoch, and on Ctrl-C, a run writes ``checkpoint.npz``: everything it needs to continue
+exactly where it stopped, so that ``--resume`` ends with bit-for-bit the same weights and metrics as a
+run that never stopped. What the file holds, and how it is written and read, is in
+:mod:`minigrad.checkpoint`.
 """
 
 from __future__ import annotations
@@ -27,27 +23,18 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy
-
 from minigrad import backend
 from minigrad.autograd import no_grad
+from minigrad.checkpoint import CheckpointError, EpochProgress, load_checkpoint, restore, save_checkpoint
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor
-
-CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, truncated, corrupted, or from an incompatible run."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -232,16 +219,6 @@ class _StopAfterStep:
             signal.signal(signal.SIGINT, self.previous)
 
 
-@dataclass
-class EpochProgress:
-    """Running sums inside an epoch (saved in a checkpoint taken mid-epoch)."""
-
-    loss_sum: float = 0.0
-    correct: int = 0
-    seen: int = 0
-    seconds: float = 0.0
-
-
 def fit(
     model: Module,
     train_loader: Any,
@@ -390,92 +367,6 @@ def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
     figure.savefig(tmp, dpi=110)
     plt.close(figure)
     os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: one .npz, written atomically, read with pickle off
-# ---------------------------------------------------------------------------------------------
-def save_checkpoint(
-    path: str | Path, *, model: Module, optimizer: Any, scheduler: Any = None, loader: Any = None,
-    epochs_done: int = 0, history: list | None = None, partial: EpochProgress | None = None,
-    config: TrainConfig | None = None,
-) -> None:
-    """Write everything needed to resume into ``path`` (``.npz``): temp file, flush, fsync, then rename."""
-    from minigrad.optim import flatten_state_dict
-
-    arrays: dict[str, numpy.ndarray] = {f"model/{k}": v for k, v in model.state_dict().items()}
-    arrays.update({f"optimizer/{k}": v for k, v in flatten_state_dict(optimizer.state_dict()).items()})
-    meta = {
-        "version": CHECKPOINT_VERSION,
-        "epochs_done": epochs_done,
-        "history": history or [],
-        "partial_epoch": asdict(partial) if partial is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "loader": loader.state_dict() if loader is not None else None,
-        "rng": backend.get_rng_state(),
-        "config": asdict(config) if config is not None else None,
-    }
-    arrays["meta"] = numpy.frombuffer(json.dumps(meta).encode(), dtype=numpy.uint8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            numpy.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`: {"model", "optimizer", "meta"}.
-
-    Raises :class:`CheckpointError` with a readable message for a missing, truncated or corrupted file.
-    """
-    from minigrad.optim import unflatten_state_dict
-
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}; start without --resume, or point --out at the run's folder")
-    try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-        meta = json.loads(bytes(arrays.pop("meta")).decode())
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, json.JSONDecodeError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupted ({type(error).__name__}: {error}); delete it and "
-            f"start again without --resume"
-        ) from None
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {meta.get('version')}, expected "
-                              f"{CHECKPOINT_VERSION}")
-    model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    optimizer_state = unflatten_state_dict({k[len("optimizer/"):]: v for k, v in arrays.items()
-                                            if k.startswith("optimizer/")})
-    return {"model": model_state, "optimizer": optimizer_state, "meta": meta}
-
-
-def restore(checkpoint: dict[str, Any], *, model: Module, optimizer: Any, scheduler: Any = None,
-            loader: Any = None) -> tuple[int, list, EpochProgress | None]:
-    """Put a loaded checkpoint back into live objects; returns (epochs done, history, mid-epoch sums)."""
-    meta = checkpoint["meta"]
-    try:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    except (KeyError, ValueError) as error:
-        raise CheckpointError(f"the checkpoint does not fit this model/optimizer: {error}. Resume with the same "
-                              f"options as the original run (see its config.json)") from None
-    if scheduler is not None and meta["scheduler"] is not None:
-        scheduler.load_state_dict(meta["scheduler"])
-    if loader is not None and meta["loader"] is not None:
-        loader.load_state_dict(meta["loader"])
-    backend.set_rng_state(meta["rng"])
-    partial = EpochProgress(**meta["partial_epoch"]) if meta["partial_epoch"] else None
-    return meta["epochs_done"], meta["history"], partial
 
 
 # ---------------------------------------------------------------------------------------------
