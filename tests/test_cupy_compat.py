@@ -146,7 +146,7 @@ def test_walk_finds_the_array_module_uses(xp_walk):
         "cupy.zeros_like",  # xp = param.xp (optim/adam.py)
         "cupy.ones_like",  # xp = root.xp (autograd.py)
         "cupy.broadcast_shapes",  # a.xp.broadcast_shapes
-        "cupy.minimum",  # a parameter named xp (kernels/pooling.py)
+        "cupy.minimum",  # a parameter named xp (kernels/avg_pool.py)
         "cupy.ones",  # backend.get_xp(device).ones
     ):
         assert expected in names, f"no use of {expected} found; found {sorted(names)}"

@@ -11,7 +11,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Function
-from minigrad.kernels import batchnorm, concat, conv, pooling
+from minigrad.kernels import avg_pool, batchnorm, concat, conv, max_pool
 from minigrad.kernels import dropout as dropout_kernels
 from minigrad.tensor import Tensor
 
@@ -38,29 +38,29 @@ def conv2d(
 # ----- pooling --------------------------------------------------------------------------------
 class MaxPool2d(Function):
     def forward(self, x: Any, **options: Any) -> Any:
-        out, self.ctx = pooling.max_pool2d_forward(x, **options)
+        out, self.ctx = max_pool.max_pool2d_forward(x, **options)
         return out
 
     def backward(self, grad: Any) -> Any:
-        return pooling.max_pool2d_backward(grad, self.ctx)
+        return max_pool.max_pool2d_backward(grad, self.ctx)
 
 
 class AvgPool2d(Function):
     def forward(self, x: Any, **options: Any) -> Any:
-        out, self.ctx = pooling.avg_pool2d_forward(x, **options)
+        out, self.ctx = avg_pool.avg_pool2d_forward(x, **options)
         return out
 
     def backward(self, grad: Any) -> Any:
-        return pooling.avg_pool2d_backward(grad, self.ctx)
+        return avg_pool.avg_pool2d_backward(grad, self.ctx)
 
 
 class AdaptiveAvgPool2d(Function):
     def forward(self, x: Any, output_size: Any) -> Any:
-        out, self.ctx = pooling.adaptive_avg_pool2d_forward(x, output_size)
+        out, self.ctx = avg_pool.adaptive_avg_pool2d_forward(x, output_size)
         return out
 
     def backward(self, grad: Any) -> Any:
-        return pooling.adaptive_avg_pool2d_backward(grad, self.ctx)
+        return avg_pool.adaptive_avg_pool2d_backward(grad, self.ctx)
 
 
 def max_pool2d(
