@@ -1,7 +1,8 @@
 """The ``minigrad`` command line: ``minigrad gradcheck``, ``minigrad train``, ``minigrad summary`` ...
 
-Each subcommand is one small function here that parses its arguments and calls the library.
-Also reachable as ``python -m minigrad ...``.
+``gradcheck`` lives here; ``train``, ``summary`` and ``convert-weights`` are registered by the modules that
+do the work (``register_command`` in minigrad/train.py, summary.py and models/weights.py), so each
+command's options sit next to its code. Also reachable as ``python -m minigrad ...``.
 """
 
 from __future__ import annotations
