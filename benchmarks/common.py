@@ -22,7 +22,6 @@ The rules that make a comparison with PyTorch fair on a shared 2-core machine:
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import json
 import os
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, blas
 
 MB = 2**20  # memory is reported in MiB
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,33 +143,6 @@ def torch_twin_module() -> Any:
 
 
 # ----- threads and the BLAS ---------------------------------------------------------------------
-def _openblas_library() -> ctypes.CDLL | None:
-    """The OpenBLAS that numpy loaded (found in this process's memory map), or None (another BLAS, no /proc)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        try:
-            return ctypes.CDLL(path)
-        except OSError:
-            continue
-    return None
-
-
-def _openblas_call(library: ctypes.CDLL, name: str, restype: Any, *arguments: int) -> Any:
-    """Call OpenBLAS's ``name`` under whichever spelling this build exports (numpy's wheels prefix
-    ``scipy_`` and suffix ``64_``); None when it exports none of them."""
-    for symbol in (name, f"{name}64_", f"scipy_{name}64_", f"scipy_{name}"):
-        function = getattr(library, symbol, None)
-        if function is not None:
-            function.restype = restype
-            result = function(*arguments)
-            return True if restype is None else result
-    return None
-
-
 def blas_info() -> dict[str, Any]:
     """How numpy's matrix multiply runs: {"threads", "source", "library", "core"}.
 
@@ -178,14 +150,9 @@ def blas_info() -> dict[str, Any]:
     but it is not a dependency); without OpenBLAS, OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / the CPUs this
     process may run on. core: the kernel OpenBLAS chose, which OPENBLAS_CORETYPE can force.
     """
-    np.ones(1) @ np.ones(1)  # make sure the BLAS is loaded
-    library = _openblas_library()
-    if library is not None:
-        threads = _openblas_call(library, "openblas_get_num_threads", ctypes.c_int)
-        core = _openblas_call(library, "openblas_get_corename", ctypes.c_char_p)
-        if threads:
-            return {"threads": int(threads), "source": "OpenBLAS", "library": "OpenBLAS",
-                    "core": core.decode() if core else None}
+    threads = blas.get_threads()
+    if threads:
+        return {"threads": threads, "source": "OpenBLAS", "library": "OpenBLAS", "core": blas.core_name()}
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if os.environ.get(name, "").isdigit():
             return {"threads": int(os.environ[name]), "source": name, "library": "unknown", "core": None}
@@ -195,8 +162,7 @@ def blas_info() -> dict[str, Any]:
 
 def set_blas_threads(threads: int) -> None:
     """Tell numpy's OpenBLAS to use ``threads`` threads (through ctypes, as threadpoolctl would)."""
-    library = _openblas_library()
-    if library is None or _openblas_call(library, "openblas_set_num_threads", None, threads) is None:
+    if not blas.set_threads(threads):
         raise RuntimeError(f"--threads {threads}: cannot find OpenBLAS in this process to set its threads; "
                            "set OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) before starting Python instead")
 

@@ -96,6 +96,11 @@ def test_device_cuda_without_a_gpu_is_one_clear_line(tmp_path, capsys):
     assert "pip install" in error, "the message should say how to get a GPU build"
 
 
+def test_negative_threads_is_one_clear_line(tmp_path, capsys):
+    assert cli.main(["train", *TINY, "--threads", "-1", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("minigrad train: --threads must be 0 (the BLAS default) or a positive")
+
+
 def cifar_command(tmp_path: Path, *extra: str) -> list[str]:
     return ["train", *TINY, "--epochs", "1", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar-data"),
             "--out", str(tmp_path / "run"), *extra]
