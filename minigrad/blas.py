@@ -1,13 +1,14 @@
 """How many threads NumPy's matrix multiply uses, read and changed while Python runs.
 
-NumPy's wheels multiply matrices with OpenBLAS, which starts one thread per core. That pays for large
-products, but a small network makes hundreds of small ones per step, and each multithreaded call wakes,
-splits and joins its threads: on a 2-core machine the default eighth-width ``minigrad train`` ran at
-40 images/s with two threads and 107 with one (the full-width network gains about 1.2x from the second
-thread, when nothing else runs). The variable ``OPENBLAS_NUM_THREADS`` sets the count, but only before
-NumPy is imported; these functions ask the OpenBLAS library that NumPy loaded (found in the process's
-memory map, called through ``ctypes``, as the ``threadpoolctl`` package does) at any time. With another
-BLAS (MKL, Apple's Accelerate) or no ``/proc`` (macOS) they report that they cannot, and change nothing.
+NumPy's wheels multiply matrices with OpenBLAS, which starts one thread per core. On a quiet machine that
+pays (on 2 cores the full-width GoogLeNet step ran 1.38x faster with two threads than with one, the
+eighth-width demo about 1.2x). On a machine busy with other work it can cost many times over: every
+thread of a call must finish before the call returns, so the call waits for whichever thread lost its
+core. The variable ``OPENBLAS_NUM_THREADS`` sets the count, but only before NumPy is imported; these
+functions ask the OpenBLAS library that NumPy loaded (found in the process's memory map, called through
+``ctypes``, as the ``threadpoolctl`` package does) at any time. ``minigrad train --threads N`` uses them.
+With another BLAS (MKL, Apple's Accelerate) or no ``/proc`` (macOS) they report that they cannot, and
+change nothing.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = True
     device: str = "cpu"
-    threads: int = 1  # BLAS threads on the CPU (0: leave the BLAS's default); see minigrad/blas.py
+    threads: int = 0  # BLAS threads on the CPU (0: the BLAS's default, one per core); see minigrad/blas.py
     seed: int = 0
     out: str = "runs/shapes"
     resume: bool = False
@@ -419,10 +419,9 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
 
 
 def _set_blas_threads(config: TrainConfig) -> str:
-    """Give NumPy's BLAS ``config.threads`` threads (CPU runs; 0 leaves it alone); returns a note for the
-    run's first line. One thread is the default: the eighth-width demo trains 2.7x faster with one than
-    with two on a 2-core machine (small products pay more to start threads than they gain), and a machine
-    busy with other work stalls multithreaded calls. ``--threads`` raises it for the full network."""
+    """Give NumPy's BLAS ``config.threads`` threads (CPU runs; 0, the default, leaves the BLAS's own count,
+    one per core); returns a note for the run's first line. On a machine busy with other work a multithreaded
+    product waits for whichever thread lost its core, and ``--threads 1`` is then much faster."""
     if config.device != "cpu" or config.threads == 0:
         return ""
     if not blas.set_threads(config.threads):
@@ -459,8 +458,8 @@ def register_command(commands: Any) -> None:
     add("--no-augment", dest="augment", action="store_false", help="no random crops and flips")
     add("--device", choices=["cpu", "cuda"], default=defaults.device)
     add("--threads", type=int, default=defaults.threads,
-        help="threads for NumPy's matrix multiplies on the CPU (0: the BLAS default, one per core). One is fastest "
-             "for small widths and on a busy machine; the full network (--width 1) gains from more")
+        help="threads for NumPy's matrix multiplies on the CPU (0: the BLAS default, one per core); use 1 on a "
+             "machine busy with other work, where multithreaded products stall")
     add("--seed", type=int, default=defaults.seed)
     add("--out", default=defaults.out, help="folder for metrics.csv, curves.png, checkpoint.npz, config.json")
     add("--resume", action="store_true", help="continue from <out>/checkpoint.npz")

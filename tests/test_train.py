@@ -247,9 +247,9 @@ def test_every_schedule_runs_for_short_runs_of_any_length(schedule):
 
 
 @pytest.mark.parametrize("device, threads, expected_calls, note", [
-    ("cpu", 1, [1], ", 1 BLAS thread"),       # the default: one thread
+    ("cpu", 1, [1], ", 1 BLAS thread"),       # what a busy machine wants
     ("cpu", 3, [3], ", 3 BLAS threads"),
-    ("cpu", 0, [], ""),                       # 0: the BLAS keeps its own default
+    ("cpu", 0, [], ""),                       # 0, the default: the BLAS keeps its own count
     ("cuda", 1, [], ""),                      # the GPU does the products; the CPU's BLAS is left alone
 ])
 def test_run_sets_the_blas_threads_it_is_asked_for(monkeypatch, tmp_path, device, threads, expected_calls, note):
@@ -257,7 +257,7 @@ def test_run_sets_the_blas_threads_it_is_asked_for(monkeypatch, tmp_path, device
     monkeypatch.setattr(train.blas, "set_threads", lambda count: calls.append(count) or True)
     config = tiny_config(tmp_path, device=device, threads=threads)
     assert train._set_blas_threads(config) == note and calls == expected_calls
-    assert TrainConfig().threads == 1
+    assert TrainConfig().threads == 0
 
 
 def test_threads_that_cannot_be_set_are_named_not_fatal(monkeypatch, tmp_path):
