@@ -656,3 +656,19 @@ def test_dropout_refuses_a_numpy_generator_for_a_cuda_input(simulated_gpu):
     x = Tensor(numpy.ones((2, 3), numpy.float32), device="cuda")
     with pytest.raises(ValueError, match=r"dropout: the generator draws on cpu but the input \(2, 3\) is on cuda"):
         F.dropout(x, 0.5, True, generator=numpy.random.default_rng(0))
+
+
+def test_benchmarks_run_their_cuda_path(simulated_gpu):
+    """``python -m benchmarks --device cuda`` end to end on the simulated GPU (toy shapes): minigrad on the
+    device, torch's column "n/a" (this torch has no CUDA), every row timed."""
+    from benchmarks import bench_googlenet, bench_kernels
+    from benchmarks.common import TORCH_HAS_NO_CUDA
+
+    rows = bench_kernels.run(smoke=True, repeats=1, warmup=0, device="cuda")
+    rows += bench_kernels.run(smoke=True, repeats=1, warmup=0, device="cuda", model_convs=True)[:4]
+    rows += bench_googlenet.run(smoke=True, memory=False, device="cuda")
+    assert len(rows) > 20 and all(row.minigrad_ms > 0 for row in rows)
+    import torch
+
+    if not torch.cuda.is_available():  # a CUDA build of torch would run beside it on the (real) GPU
+        assert all(row.torch_ms is None and row.torch_note == TORCH_HAS_NO_CUDA for row in rows)
