@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import minigrad.functional as F
 from minigrad import Tensor
+from minigrad.testing.tolerance import assert_close
 from tests.functional import check_against_torch
 
 EXTREMES = numpy.array([-1000.0, -100.0, -30.0, -20.0, -17.0, -1.0, 0.0, 1.0, 17.0, 20.0, 30.0, 100.0, 1000.0])
@@ -21,17 +22,20 @@ EXTREMES = numpy.array([-1000.0, -100.0, -30.0, -20.0, -17.0, -1.0, 0.0, 1.0, 17
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 def test_sigmoid_keeps_relative_precision_at_extremes(dtype, device):
     # 1 + tanh(x/2) rounds to 0 in float32 for x = -20: sigmoid(-20) is 2e-9, a relative error of 100%.
-    # (atol: torch flushes sigmoid(-100) = 4e-44, a float32 subnormal, to 0)
-    rtol = 1e-6 if dtype == numpy.float32 else 1e-14
+    # So float32 is held entry by entry to its own magnitude: a libm call's few ulps (terms=4, the tolerance
+    # policy's element-wise form). (float32_atol: torch flushes sigmoid(-100) = 4e-44, a subnormal, to 0)
     with numpy.errstate(over="raise", invalid="raise"):  # no overflow on the way (underflow is fine)
-        check_against_torch(F.sigmoid, torch.sigmoid, [EXTREMES.astype(dtype)], rtol=rtol, atol=1e-37, device=device)
+        check_against_torch(F.sigmoid, torch.sigmoid, [EXTREMES.astype(dtype)], rtol=1e-14, atol=1e-37, device=device,
+                            elementwise=True, terms=4, float32_atol=1e-37)
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 def test_tanh_and_exp_at_extremes(dtype, device):
-    check_against_torch(F.tanh, torch.tanh, [EXTREMES.astype(dtype)], rtol=1e-6, atol=1e-30, device=device)
+    # float32: entry by entry, a libm call's few ulps (terms=4; minigrad/testing/tolerance.py)
+    check_against_torch(F.tanh, torch.tanh, [EXTREMES.astype(dtype)], rtol=1e-6, atol=1e-30, device=device,
+                        elementwise=True, terms=4, float32_atol=1e-30)
     moderate = numpy.array([-80.0, -5.0, 0.0, 5.0, 80.0], dtype=dtype)
-    check_against_torch(F.exp, torch.exp, [moderate], rtol=1e-6, atol=0, device=device)
+    check_against_torch(F.exp, torch.exp, [moderate], rtol=1e-6, atol=0, device=device, elementwise=True, terms=4)
 
 
 def test_relu_at_infinities_and_zero(device):
@@ -60,8 +64,9 @@ def test_relu_inplace_overwrites_its_input_and_gives_the_same_gradients_as_torch
     expected = torch.relu_(tx * tscale)
     expected.backward(torch.tensor(upstream))
     numpy.testing.assert_array_equal(out.numpy(), expected.detach().numpy())
-    numpy.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)
-    numpy.testing.assert_allclose(scale.grad.numpy(), tscale.grad.numpy(), rtol=1e-6)
+    # one multiply per entry, correctly rounded on any CPU: terms=1 of the tolerance policy, entry by entry
+    assert_close(x.grad.numpy(), tx.grad.numpy(), "x.grad", terms=1, elementwise=True)
+    assert_close(scale.grad.numpy(), tscale.grad.numpy(), "scale.grad", terms=1, elementwise=True)
 
 
 def test_relu_inplace_refuses_a_leaf_that_requires_grad():

@@ -37,7 +37,7 @@ def test_matmul_shapes_and_gradients_match_torch(shape_a, shape_b, expected, dev
 def test_matmul_operator_in_float32(device):
     rng = numpy.random.default_rng(0)
     a, b = (rng.standard_normal(s).astype(numpy.float32) for s in ((2, 3, 4), (4, 5)))
-    check_against_torch(lambda x, y: x @ y, lambda x, y: x @ y, [a, b], rtol=1e-5, atol=1e-5, device=device)
+    check_against_torch(lambda x, y: x @ y, lambda x, y: x @ y, [a, b], device=device)  # float32: terms_bound
 
 
 def test_matmul_errors_name_both_shapes():

@@ -1,7 +1,8 @@
 """The three generic checks, walked over every entry of the op registry, on every device.
 
 1. finite differences (float64, random upstream gradient) through ``minigrad.gradcheck``;
-2. torch parity of the forward and of every input gradient, float64 tight and float32 loose;
+2. torch parity of the forward and of every input gradient, float64 tight and float32 by the tolerance policy
+   (minigrad/testing/tolerance.py);
 3. error inputs raise the declared exception with a message naming the op and the shapes.
 
 Each check takes the ``device`` fixture (tests/conftest.py): the samples' tensors are built on that device,
@@ -17,6 +18,7 @@ import minigrad.functional as F
 from minigrad.gradcheck import gradcheck
 from minigrad.tensor import Tensor
 from minigrad.testing import all_ops
+from minigrad.testing.tolerance import assert_close, terms_bound
 
 OPS = all_ops()
 SAMPLES = [
@@ -60,14 +62,15 @@ def test_torch_parity(op, sample, dtype, torch, device):
     ]
     outs = as_tuple(op.op(*ours, **sample.kwargs))
     refs = as_tuple(op.ref(torch, *theirs, **sample.kwargs))
-    rtol, atol = op.float64_tol if dtype == "float64" else op.float32_tol
     assert len(outs) == len(refs)
     rng = numpy.random.default_rng(1)
     upstream = []
     for out, ref in zip(outs, refs):
         assert out.dtype == numpy.dtype(dtype), f"{op.name} changed dtype {dtype} -> {out.dtype}"
-        numpy.testing.assert_allclose(out.numpy(), ref.detach().numpy(), rtol=rtol, atol=atol)
         upstream.append(rng.standard_normal(out.shape).astype(dtype))
+    terms = op.float32_terms or terms_bound(*(t.numpy() for t in ours if t is not None), *upstream)
+    for out, ref in zip(outs, refs):
+        assert_close(out.numpy(), ref.detach().numpy(), f"{op.name}: output", terms=terms, float64=op.float64_tol)
     grads_wanted = [t for t in ours if t is not None and t.requires_grad]
     if not grads_wanted:
         return
@@ -79,8 +82,8 @@ def test_torch_parity(op, sample, dtype, torch, device):
             continue
         assert mine.grad is not None, f"{op.name}: no gradient for input {i}"
         assert mine.grad.dtype == numpy.dtype(dtype)
-        numpy.testing.assert_allclose(mine.grad.numpy(), ref.grad.numpy(), rtol=rtol, atol=atol,
-                                      err_msg=f"{op.name}: gradient of input {i}")
+        assert_close(mine.grad.numpy(), ref.grad.numpy(), f"{op.name}: gradient of input {i}", terms=terms,
+                     float64=op.float64_tol)
 
 
 @pytest.mark.parametrize("op, case", ERRORS)
