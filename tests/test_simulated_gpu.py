@@ -41,10 +41,9 @@ from minigrad.models import googlenet_loss, inception_v1  # noqa: E402
 from minigrad.models.inception import BasicConv2d, Inception, InceptionAux  # noqa: E402
 from minigrad.tensor import Tensor  # noqa: E402
 from minigrad.testing import all_ops  # noqa: E402
+from minigrad.testing.tolerance import assert_close, terms_bound  # noqa: E402
 from tests import simulated_cupy as sim  # noqa: E402
 from tests.simulated_cupy import DeviceArray  # noqa: E402
-
-FLOAT32_TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 @pytest.fixture
@@ -74,11 +73,14 @@ def assert_on(device: str, *tensors: Tensor | None, what: str = "") -> None:
             assert type(tensor.grad.data) is expected, f"{what}: gradient is {type(tensor.grad.data).__name__}"
 
 
-def assert_same(cuda_value, cpu_value, what: str = "", **tolerance) -> None:
+def assert_same(cuda_value, cpu_value, what: str = "", terms: int | None = None,
+                float64: tuple[float, float] = (1e-10, 1e-12)) -> None:
+    """Same dtype, and equal within the tolerance policy (minigrad/testing/tolerance.py): ``float64`` element-wise,
+    float32 relative to the tensor's scale over sums of ``terms`` terms."""
     expected = host(cpu_value)
     got = host(cuda_value)
     assert got.dtype == expected.dtype, f"{what}: dtype {got.dtype} on cuda, {expected.dtype} on cpu"
-    numpy.testing.assert_allclose(got, expected, err_msg=what, **(tolerance or FLOAT32_TOL))
+    assert_close(got, expected, what, terms=terms, float64=float64)
 
 
 def as_tuple(out) -> tuple:
@@ -217,17 +219,20 @@ def test_registry_op_on_cuda_matches_cpu(op, sample, dtype, simulated_gpu):
         p, training = sample.kwargs["p"], sample.kwargs.get("training", True)
         scale = 0.0 if p == 1 else 1 / (1 - p)
         kept = host(out) != 0 if training else numpy.ones(x.shape, bool)
-        numpy.testing.assert_allclose(host(out), numpy.where(kept, host(x) * (scale if training else 1), 0), rtol=1e-6)
-        numpy.testing.assert_allclose(host(x.grad), numpy.where(kept, v * (scale if training else 1), 0), rtol=1e-6)
+        # a multiply or two per entry: the tolerance policy's element-wise form, terms=2
+        assert_close(host(out), numpy.where(kept, host(x) * (scale if training else 1), 0), "dropout output",
+                     terms=2, elementwise=True, float64=(1e-6, 0))
+        assert_close(host(x.grad), numpy.where(kept, v * (scale if training else 1), 0), "dropout gradient",
+                     terms=2, elementwise=True, float64=(1e-6, 0))
         return
     cpu_inputs, cpu_outputs, _ = run_sample(op, sample, dtype, "cpu")
-    tolerance = dict(zip(("rtol", "atol"), op.float32_tol)) if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    terms = op.float32_terms or terms_bound(*(t.numpy() for t in cpu_inputs if t is not None), *upstream)
     for index, (mine, reference) in enumerate(zip(cuda_outputs, cpu_outputs)):
-        assert_same(mine, reference, f"{op.name}: output {index}", **tolerance)
+        assert_same(mine, reference, f"{op.name}: output {index}", terms=terms)
     for index, (mine, reference) in enumerate(zip(cuda_inputs, cpu_inputs)):
         if reference is not None and reference.grad is not None:
             assert mine.grad is not None, f"{op.name}: no gradient for input {index} on cuda"
-            assert_same(mine.grad, reference.grad, f"{op.name}: gradient of input {index}", **tolerance)
+            assert_same(mine.grad, reference.grad, f"{op.name}: gradient of input {index}", terms=terms)
 
 
 BATCH_NORM = next(op for op in all_ops() if op.name == "batch_norm")
@@ -250,7 +255,7 @@ def test_batch_norm_with_running_statistics_on_the_device(sample, simulated_gpu)
     for name, mine, reference in zip(("out", "grad x", "grad weight", "grad bias", "running_mean", "running_var"),
                                      results["cuda"], results["cpu"]):
         if reference is not None:
-            assert_same(mine, reference, f"batch_norm {name}", rtol=1e-4, atol=1e-4)
+            assert_same(mine, reference, f"batch_norm {name}", terms=terms_bound(host(results["cpu"][0])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +275,7 @@ def test_dropout_on_cuda_uses_the_cuda_generator_and_is_reproducible(simulated_g
     assert_on("cuda", out)
     assert generator.state == {"seed": 7, "draws": 1}
     assert 0.4 < first.mean() < 0.6
-    numpy.testing.assert_allclose(host(out), numpy.where(first, host(x) * 2, 0), rtol=1e-6)
+    assert_close(host(out), numpy.where(first, host(x) * 2, 0), "dropout output", terms=2, elementwise=True)
     _, second = draw()
     assert not numpy.array_equal(first, second), "the generator must move on between draws"
     minigrad.manual_seed(7)
@@ -404,7 +409,7 @@ def test_module_to_cuda_matches_cpu(name, simulated_gpu):
                            *module.buffers()]
     for index, (mine, reference) in enumerate(zip(results["cuda"], results["cpu"])):
         if reference is not None:
-            assert_same(mine, reference, f"{name}: value {index}", rtol=1e-4, atol=1e-5)
+            assert_same(mine, reference, f"{name}: value {index}", terms=terms_bound(x, host(results["cpu"][0])))
     state = cuda_module.state_dict()
     assert all(type(value) is numpy.ndarray for value in state.values())
     cpu_module.load_state_dict(state)  # cuda -> cpu through a state dict, and back
@@ -490,17 +495,17 @@ def test_googlenet_training_steps_on_cuda_match_cpu(optimizer_name, simulated_gp
         runs[device] = (losses, parameters, list(model.buffers()), states, logits, optimizer.state_dict())
     (cuda_losses, cuda_params, cuda_buffers, cuda_states, cuda_logits, cuda_saved) = runs["cuda"]
     (cpu_losses, cpu_params, cpu_buffers, cpu_states, cpu_logits, cpu_saved) = runs["cpu"]
-    tolerance = {"rtol": 1e-4, "atol": 1e-5}
+    tolerance = (1e-4, 1e-5)  # float64, element-wise
     for mine, reference in zip(cuda_losses, cpu_losses):
-        assert_same(mine, reference, "loss", **tolerance)
+        assert_same(mine, reference, "loss", float64=tolerance)
     for index, (mine, reference) in enumerate(zip(cuda_params, cpu_params)):
-        assert_same(mine, reference, f"parameter {index}", **tolerance)
-        assert_same(mine.grad, reference.grad, f"gradient {index}", rtol=1e-3, atol=1e-5)
+        assert_same(mine, reference, f"parameter {index}", float64=tolerance)
+        assert_same(mine.grad, reference.grad, f"gradient {index}", float64=(1e-3, 1e-5))
     for index, (mine, reference) in enumerate(zip(cuda_buffers, cpu_buffers)):
-        assert_same(mine, reference, f"buffer {index}", **tolerance)
+        assert_same(mine, reference, f"buffer {index}", float64=tolerance)
     for index, (mine, reference) in enumerate(zip(cuda_states, cpu_states)):
-        assert_same(mine, reference, f"optimizer state {index}", rtol=1e-3, atol=1e-6)
-    assert_same(cuda_logits, cpu_logits, "eval logits", **tolerance)
+        assert_same(mine, reference, f"optimizer state {index}", float64=(1e-3, 1e-6))
+    assert_same(cuda_logits, cpu_logits, "eval logits", float64=tolerance)
     saved_arrays = [v for state in cuda_saved["state"].values() for v in state.values() if numpy.ndim(v)]
     assert saved_arrays and all(type(v) is numpy.ndarray for v in saved_arrays)
     assert all(type(v) is numpy.ndarray for v in cuda_model.state_dict().values())

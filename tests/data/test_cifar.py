@@ -20,6 +20,7 @@ import pytest
 
 from minigrad.data import cifar
 from minigrad.data.cifar import CIFAR10, CIFAR100, ChecksumError, restricted_loads
+from minigrad.testing.tolerance import assert_close
 
 IMAGES_PER_BATCH = 10
 
@@ -108,7 +109,7 @@ def test_cifar10_reads_official_layout(cifar10_archive):
     # And the Dataset interface: float32 (C, H, W) in [0, 1] and an int label.
     image, label = test[3]
     assert image.dtype == numpy.float32 and image.shape == (3, 32, 32)
-    numpy.testing.assert_allclose(image, contents["test_batch"][0][3].reshape(3, 32, 32) / 255, rtol=1e-6)
+    assert_close(image, contents["test_batch"][0][3].reshape(3, 32, 32) / 255, "image", terms=2, elementwise=True)
     assert label == contents["test_batch"][1][3] and isinstance(label, int)
 
 

@@ -20,6 +20,7 @@ from minigrad.kernels.avg_pool import (
 )
 from minigrad.kernels.max_pool import max_pool2d_backward, max_pool2d_forward
 from minigrad.kernels.pool_geometry import pool_output_size
+from minigrad.testing.tolerance import assert_close
 from tests.kernels.pool_checks import check_avg_pool, check_max_pool, random_input
 
 # ---------------------------------------------------------------------------
@@ -106,8 +107,8 @@ def test_on_every_device(device):
         out, ctx = forward(backend.to_device(x, device), *args)
         grad_x = backward(backend.to_device(grad_out, device), ctx)
         assert backend.device_of(out) == device and backend.device_of(grad_x) == device
-        np.testing.assert_allclose(backend.to_numpy(out), out_cpu, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(backend.to_numpy(grad_x), backward(grad_out, ctx_cpu), rtol=1e-6, atol=1e-6)
+        assert_close(out, out_cpu, f"{forward.__name__} on {device}", terms=x.size)
+        assert_close(grad_x, backward(grad_out, ctx_cpu), f"{backward.__name__} on {device}", terms=x.size)
 
 
 # ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from minigrad.models.inception import (
     InceptionAux,
     scale_channels,
 )
+from minigrad.testing.tolerance import assert_close
 
 
 def images(n: int, size: int, seed: int = 0, dtype=np.float32, device: str = "cpu") -> minigrad.Tensor:
@@ -162,11 +163,11 @@ def test_paper_aux_head_pools_5x5_stride_3_on_14x14_and_adaptively_elsewhere(dev
     rng = np.random.default_rng(1)
     x14 = minigrad.Tensor(rng.standard_normal((2, 16, 14, 14)).astype(np.float32), device=device)
     with minigrad.no_grad():
-        np.testing.assert_allclose(paper(x14).numpy(), head_after(F.avg_pool2d(x14, 5, 3)), rtol=1e-5, atol=1e-6)
+        assert_close(paper(x14).numpy(), head_after(F.avg_pool2d(x14, 5, 3)), "aux head")
         # adaptive 4x4 windows on 14 are [0,4) [3,7) [7,11) [10,14): not the paper's [0,5) [3,8) [6,11) [9,14)
         assert not np.allclose(paper(x14).numpy(), adaptive(x14).numpy())
         x2 = minigrad.Tensor(rng.standard_normal((2, 16, 2, 2)).astype(np.float32), device=device)
-        np.testing.assert_allclose(paper(x2).numpy(), adaptive(x2).numpy(), rtol=1e-6)
+        assert_close(paper(x2).numpy(), adaptive(x2).numpy(), "aux head on 2x2")
 
 
 # ----- the three 1x1 convolutions of a block, stacked into one ------------------------------------------

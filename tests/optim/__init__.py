@@ -13,6 +13,7 @@ import numpy as np
 
 import minigrad
 from minigrad import optim
+from minigrad.testing.tolerance import assert_close
 
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 
@@ -59,7 +60,17 @@ def run_torch(
     return [param.detach().numpy() for param in params]
 
 
-def assert_close_to_torch(ours: list[np.ndarray], theirs: list[np.ndarray], rtol: float = 1e-12) -> None:
+# One optimizer step is a dozen element-wise operations per entry (moments, bias corrections, a square root, a
+# division, weight decay): the float32 tolerance policy's ``terms`` for one step (minigrad/testing/tolerance.py).
+OPERATIONS_PER_STEP = 12
+
+
+def assert_close_to_torch(
+    ours: list[np.ndarray], theirs: list[np.ndarray], rtol: float = 1e-12, steps: int = 1
+) -> None:
+    """Every parameter equal to torch's: float64 to ``rtol`` entry by entry, float32 by the tolerance policy over
+    ``steps`` optimizer steps."""
     for number, (mine, reference) in enumerate(zip(ours, theirs)):
         assert mine.dtype == reference.dtype, f"parameter {number}: dtype {mine.dtype} != torch's {reference.dtype}"
-        np.testing.assert_allclose(mine, reference, rtol=rtol, atol=rtol * 1e-2, err_msg=f"parameter {number}")
+        assert_close(mine, reference, f"parameter {number}", terms=OPERATIONS_PER_STEP, steps=steps,
+                     float64=(rtol, rtol * 1e-2))
