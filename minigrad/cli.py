@@ -12,6 +12,17 @@ import sys
 from collections.abc import Sequence
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` for options that take a value, never for on/off flags: ``--no-augment
+    (default: True)`` would read as if augmentation were off. A flag's own help says what the default
+    behaviour is instead."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.nargs == 0 or action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def gradcheck_command(args: argparse.Namespace) -> int:
     """Run the finite-difference check for every registered op and print one row per op."""
     import numpy

@@ -51,6 +51,23 @@ def test_help_lists_the_commands_and_every_train_option():
         assert choice in train_help.stdout
 
 
+def test_train_help_says_each_default_and_never_shows_a_flag_as_true_or_false():
+    """``--no-augment ... (default: True)`` reads as if augmentation were off: flags state their default behaviour
+    in words, and every option that takes a value shows its default."""
+    parser = cli.build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    text = " ".join(train_parser.format_help().split())
+    assert "(default: True)" not in text and "(default: False)" not in text
+    for action in train_parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings} has no help"
+        help_text = " ".join(train_parser._get_formatter()._expand_help(action).split())
+        assert "default" in help_text, f"{action.option_strings}: the help does not say the default: {help_text!r}"
+    assert "turn off the random crops and flips (default: on" in text
+    assert "no progress bars or per-epoch lines (default: show them)" in text
+
+
 def test_gradcheck_relu_prints_a_passing_table():
     result = run_minigrad("gradcheck", "relu")
     assert result.returncode == 0, result.stdout + result.stderr
