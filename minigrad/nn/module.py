@@ -53,9 +53,11 @@ class Module:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning {name!r}")
         if isinstance(value, (Parameter, Module)):
             self.__dict__.pop(name, None)  # else a plain attribute of the same name would win on lookup
+            target = self._parameters if isinstance(value, Parameter) else self._modules
             for table in (self._parameters, self._buffers, self._modules):
-                table.pop(name, None)
-            (self._parameters if isinstance(value, Parameter) else self._modules)[name] = value
+                if table is not target:
+                    table.pop(name, None)
+            target[name] = value  # a name already there keeps its place (and its state-dict position), as in torch
             return
         # A registered name keeps its kind. A plain value there would silently drop out of parameters()
         # and state_dict(), so it is an error (as in PyTorch); None marks the entry absent (bias=False).
@@ -191,15 +193,26 @@ class Module:
         for parameter in self.parameters():
             parameter.grad = None
 
-    def state_dict(self) -> dict[str, numpy.ndarray]:
-        """Every parameter and buffer as a NumPy copy, keyed by dotted name (PyTorch's key layout)."""
-        state: dict[str, numpy.ndarray] = {}
-        for module_name, module in self.named_modules():
+    def _state_entries(self) -> Iterator[tuple[str, Tensor]]:
+        """Every parameter and buffer under *every* dotted name that reaches it, depth first: PyTorch's
+        state-dict rule, so a module shared in two places is written under both names (``named_parameters``
+        lists it once, as torch's does)."""
+        stack: list[tuple[str, Module, frozenset[int]]] = [("", self, frozenset())]
+        while stack:
+            prefix, module, ancestors = stack.pop()
             for table in (module._parameters, module._buffers):
                 for name, value in table.items():
                     if value is not None:
-                        state[f"{module_name}.{name}" if module_name else name] = value.numpy()
-        return state
+                        yield (f"{prefix}.{name}" if prefix else name), value
+            inside = ancestors | {id(module)}
+            children = [(f"{prefix}.{name}" if prefix else name, child, inside)
+                        for name, child in module._modules.items() if child is not None and id(child) not in inside]
+            stack.extend(reversed(children))
+
+    def state_dict(self) -> dict[str, numpy.ndarray]:
+        """Every parameter and buffer as a NumPy copy, keyed by dotted name (PyTorch's key layout; a shared
+        module appears under each of its names, as in torch)."""
+        return {key: value.numpy() for key, value in self._state_entries()}
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> tuple[list[str], list[str]]:
         """Copy values in (NumPy arrays, minigrad or torch tensors); returns (missing, unexpected) keys.
@@ -207,12 +220,7 @@ class Module:
         Shapes must match exactly. With ``strict=True`` any missing or unexpected key is an error that
         lists them all. Values are cast to each parameter's dtype and stay on its device.
         """
-        own: dict[str, Tensor] = {}
-        for module_name, module in self.named_modules():
-            for table in (module._parameters, module._buffers):
-                for name, value in table.items():
-                    if value is not None:
-                        own[f"{module_name}.{name}" if module_name else name] = value
+        own = dict(self._state_entries())
         missing = [key for key in own if key not in state]
         unexpected = [key for key in state if key not in own]
         if strict and (missing or unexpected):

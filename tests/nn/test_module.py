@@ -173,6 +173,35 @@ def test_shared_parameters_and_modules_are_listed_once():
     assert [name for name, _ in pair.named_parameters()] == ["0.weight", "0.bias", "1.bias"]
 
 
+def test_a_shared_module_is_in_the_state_dict_under_each_name_like_torch():
+    """PyTorch writes a module shared in two places under both keys (named_parameters lists it once), so a
+    state dict moves between the two libraries either way, and loading needs both keys."""
+    torch_shared = torch.nn.Linear(3, 3)
+    torch_model = torch.nn.Sequential(torch_shared, torch.nn.ReLU(), torch_shared, torch.nn.BatchNorm1d(3))
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.ReLU(), shared, nn.BatchNorm1d(3))
+    expected = {key: value.detach().numpy() for key, value in torch_model.state_dict().items()}
+    assert list(model.state_dict()) == list(expected) == [
+        "0.weight", "0.bias", "2.weight", "2.bias",
+        "3.weight", "3.bias", "3.running_mean", "3.running_var", "3.num_batches_tracked"]
+    assert model.load_state_dict(expected) == ([], [])
+    for key, value in model.state_dict().items():
+        numpy.testing.assert_array_equal(value, expected[key], err_msg=key)
+    # and back: torch loads minigrad's state dict with strict=True, both names included
+    loaded = torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    assert loaded.missing_keys == loaded.unexpected_keys == []
+    without_second = {key: value for key, value in expected.items() if not key.startswith("2.")}
+    with pytest.raises(KeyError, match=r"missing keys \['2.weight', '2.bias'\]"):
+        model.load_state_dict(without_second)
+    # the same Parameter object held by two layers is likewise saved under both of its names
+    first, second = nn.Linear(2, 2), nn.Linear(2, 2)
+    second.weight = first.weight
+    torch_first, torch_second = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    torch_second.weight = torch_first.weight
+    assert list(nn.Sequential(first, second).state_dict()) == list(
+        torch.nn.Sequential(torch_first, torch_second).state_dict())
+
+
 def test_buffers_match_torch_and_vanish_without_running_stats():
     ours, theirs = nested_model(nn), nested_model(torch.nn)
     expected = [(name, tuple(b.shape)) for name, b in theirs.named_buffers()]
