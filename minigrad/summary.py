@@ -13,7 +13,8 @@ The totals come in two sets, printed under different labels.
 
 **torchinfo's figures** (:attr:`Summary.torchinfo`), printed under torchinfo's own labels and computed
 by torchinfo's rules, so that they equal what ``torchinfo.summary`` prints for the same model in torch.
-torchinfo counts *leaf* modules (no sub-modules) that ran, every call of them:
+Apart from the parameter count, torchinfo looks only at *leaf* modules (no sub-modules) that ran, at
+every call of them:
 
 * **Total params**: every parameter of the model, each once (the aux heads too, though they do not run
   in eval mode). torchinfo counts a parameter shared by two modules once per module; minigrad once.
@@ -28,8 +29,8 @@ torchinfo counts *leaf* modules (no sub-modules) that ran, every call of them:
 * **Params size**: the parameters of the leaf modules that ran, each module once. A module that did
   not run (the aux heads in eval mode) and a container's own parameters are left out.
 * **Input size**: the input tensor's bytes. (torchinfo measures it with ``sys.getsizeof`` of the
-  tensor's storage, which adds that Python object's 64-byte header; a 2-decimal MB figure does not
-  show it.)
+  tensor's storage, which adds the few dozen bytes of that Python object's header; a 2-decimal MB
+  figure does not show them.)
 * **Estimated Total Size**: input + forward/backward pass + params (buffers are not counted).
 
 **minigrad's own figures** (the attributes of :class:`Summary`), under labels that say what they count:
@@ -152,7 +153,7 @@ class SummaryRow:
     output_shapes: list[tuple[int, ...]]  # one shape per output tensor; empty if never called
     num_params: int  # the module's own parameters (not its sub-modules')
     trainable_params: int  # those of them with requires_grad
-    mult_adds: int  # this module's own multiply-adds for the whole batch (see MULT_ADDS)
+    mult_adds: int  # this module's own dot-product multiply-adds for the whole batch (see MULT_ADDS)
     output_bytes: int  # size of what the module returned
     calls: int  # how many times the forward called it (0: not used, e.g. aux heads in eval mode)
     # torchinfo's share of this module (see the module docstring); 0 for containers and modules that did not run
@@ -201,7 +202,11 @@ def _torchinfo_count(count: int) -> str:
 
 @dataclass
 class Summary:
-    """What :func:`summary` measured; ``str()`` is the table."""
+    """What :func:`summary` measured; ``str()`` is the table.
+
+    Its fields are minigrad's own figures (the module docstring says what each counts); ``.torchinfo``
+    holds the figures torchinfo prints, by torchinfo's rules.
+    """
 
     model_type: str
     input_shape: tuple[int, ...]
@@ -278,7 +283,7 @@ class Summary:
             rule,
             "minigrad's own counts:",
             f"Dot-product mult-adds (G): {self.total_mult_adds / 1e9:.2f}"
-            f" ({self.total_mult_adds:,} for the batch of {n}: conv and linear weights only)",
+            f" ({self.total_mult_adds:,} for the batch of {n}; MULT_ADDS rules: conv and linear weights)",
             f"Dot-product mult-adds per image (G): {self.mult_adds_per_image / 1e9:.2f}",
             f"Every module's output, once (MB): {self.activation_bytes / MB:.2f}",
             f"Activations and their gradients (MB): {self.forward_backward_bytes / MB:.2f}"
