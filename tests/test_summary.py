@@ -228,6 +228,50 @@ def assert_matches_torchinfo(result: Summary, stats) -> None:
     assert printed_figures(str(result)) == printed_figures(str(stats))
 
 
+class GoogLeNetCase(NamedTuple):
+    variant: str
+    stem: str
+    width: float
+    num_classes: int
+    size: int
+    batch: int
+
+
+GOOGLENET_CASES = [
+    GoogLeNetCase("paper", "imagenet", 1.0, 1000, 224, 1),
+    GoogLeNetCase("paper", "imagenet", 1.0, 1000, 224, 2),  # the seed's table
+    GoogLeNetCase("torchvision", "imagenet", 1.0, 1000, 224, 1),
+    GoogLeNetCase("torchvision", "imagenet", 1.0, 1000, 224, 2),
+    GoogLeNetCase("paper", "cifar", 1.0, 10, 32, 2),
+    GoogLeNetCase("torchvision", "cifar", 1.0, 10, 32, 1),
+    GoogLeNetCase("paper", "imagenet", 0.25, 1000, 224, 1),
+    GoogLeNetCase("torchvision", "cifar", 0.25, 10, 32, 2),
+]
+
+
+# Built once per test process: a full-width GoogLeNet takes about a second to build and to run at 224x224.
+@functools.cache
+def inception_v1_cached(variant: str, stem: str, width: float, num_classes: int) -> nn.Module:
+    return inception_v1(variant=variant, stem=stem, width=width, num_classes=num_classes, init_weights=False)
+
+
+@functools.cache
+def googlenet_summary(case: GoogLeNetCase) -> Summary:
+    model = inception_v1_cached(case.variant, case.stem, case.width, case.num_classes)
+    return summary(model, (case.batch, 3, case.size, case.size))
+
+
+@functools.cache
+def torch_googlenet_cached(variant: str, stem: str, width: float, num_classes: int) -> torch.nn.Module:
+    with torch.device("meta"):  # no weights drawn (the counts need none): zeros are faster to make
+        twin = torch_googlenet.torch_googlenet(variant=variant, stem=stem, width=width, num_classes=num_classes)
+    twin = twin.to_empty(device="cpu").eval()
+    with torch.no_grad():
+        for tensor in [*twin.parameters(), *twin.buffers()]:
+            tensor.zero_()
+    return twin
+
+
 def test_torchinfo_rules_on_small_net_match_hand_arithmetic():
     figures = summary(small_net(), (2, 3, 8, 8)).torchinfo
     conv = (8 * 3 * 3 * 3 + 8) * (2 * 8 * 8)  # weight and bias, each once per output position (N * H * W)
@@ -307,50 +351,6 @@ def test_shared_parameter_torchinfo_counts_per_module(torchinfo):
     ours, stats = summary(model, (1, 4)).torchinfo, torchinfo.summary(twin, (1, 4), verbose=0)
     assert (ours.total_params, stats.total_params) == (24, 40)  # minigrad: each parameter once
     assert ours.total_mult_adds == stats.total_mult_adds and ours.param_bytes == stats.total_param_bytes
-
-
-class GoogLeNetCase(NamedTuple):
-    variant: str
-    stem: str
-    width: float
-    num_classes: int
-    size: int
-    batch: int
-
-
-GOOGLENET_CASES = [
-    GoogLeNetCase("paper", "imagenet", 1.0, 1000, 224, 1),
-    GoogLeNetCase("paper", "imagenet", 1.0, 1000, 224, 2),  # the seed's table
-    GoogLeNetCase("torchvision", "imagenet", 1.0, 1000, 224, 1),
-    GoogLeNetCase("torchvision", "imagenet", 1.0, 1000, 224, 2),
-    GoogLeNetCase("paper", "cifar", 1.0, 10, 32, 2),
-    GoogLeNetCase("torchvision", "cifar", 1.0, 10, 32, 1),
-    GoogLeNetCase("paper", "imagenet", 0.25, 1000, 224, 1),
-    GoogLeNetCase("torchvision", "cifar", 0.25, 10, 32, 2),
-]
-
-
-# Built once per test process: a full-width GoogLeNet takes about a second to build and to run at 224x224.
-@functools.cache
-def inception_v1_cached(variant: str, stem: str, width: float, num_classes: int) -> nn.Module:
-    return inception_v1(variant=variant, stem=stem, width=width, num_classes=num_classes, init_weights=False)
-
-
-@functools.cache
-def googlenet_summary(case: GoogLeNetCase) -> Summary:
-    model = inception_v1_cached(case.variant, case.stem, case.width, case.num_classes)
-    return summary(model, (case.batch, 3, case.size, case.size))
-
-
-@functools.cache
-def torch_googlenet_cached(variant: str, stem: str, width: float, num_classes: int) -> torch.nn.Module:
-    with torch.device("meta"):  # no weights drawn (the counts need none): zeros are faster to make
-        twin = torch_googlenet.torch_googlenet(variant=variant, stem=stem, width=width, num_classes=num_classes)
-    twin = twin.to_empty(device="cpu").eval()
-    with torch.no_grad():
-        for tensor in [*twin.parameters(), *twin.buffers()]:
-            tensor.zero_()
-    return twin
 
 
 @pytest.mark.parametrize("case", GOOGLENET_CASES, ids=lambda c: f"{c.variant}-{c.stem}-w{c.width}-{c.size}-b{c.batch}")
