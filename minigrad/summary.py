@@ -9,31 +9,57 @@ the modules themselves, and the multiply-adds from the hooked output shapes (rul
 model's train/eval flags are put back and every hook is removed afterwards, even when the forward
 raises.
 
-Conventions (the same as torchinfo's, so the numbers can be compared):
+The totals come in two sets, printed under different labels.
 
-* **Parameters** of a row are the module's *own* (``recurse=False``): a container such as an
-  Inception block has none of its own, so the column sums to the total. A parameter shared by two
-  modules is counted at the first one only.
-* **Multiply-adds** are counted for convolutions and linear layers only, and for the whole batch
-  (``Summary.mult_adds_per_image`` divides by the batch size):
+**torchinfo's figures** (:attr:`Summary.torchinfo`), printed under torchinfo's own labels and computed
+by torchinfo's rules, so that they equal what ``torchinfo.summary`` prints for the same model in torch.
+Apart from the parameter count, torchinfo looks only at *leaf* modules (no sub-modules) that ran, at
+every call of them:
+
+* **Total params**: every parameter of the model, each once (the aux heads too, though they do not run
+  in eval mode). torchinfo counts a parameter shared by two modules once per module; minigrad once.
+* **Total mult-adds**: for each parameter of a leaf module, its size times how often it is used:
+  the parameters of a layer whose class name contains ``Conv`` (weight *and* bias) once per output
+  position (``N * H_out * W_out``), those of any other layer (Linear, BatchNorm2d) once per entry of
+  the output's first axis (``N``). So a conv's weight gives the dot products, its bias one
+  multiply-add per output value, a batch norm ``N * 2 * C`` and a Linear ``N * (in * out + out)`` (a
+  Linear on ``(N, L, in)`` is counted for ``N`` rows, not ``N * L``: torchinfo's rule).
+* **Forward/backward pass size**: twice the outputs of the leaf modules that hold parameters (convs,
+  batch norms, linears: not pools, ReLUs, dropout or concatenations): each output and its gradient.
+* **Params size**: the parameters of the leaf modules that ran, each module once. A module that did
+  not run (the aux heads in eval mode) and a container's own parameters are left out.
+* **Input size**: the input tensor's bytes. (torchinfo measures it with ``sys.getsizeof`` of the
+  tensor's storage, which adds the few dozen bytes of that Python object's header; a 2-decimal MB
+  figure does not show them.)
+* **Estimated Total Size**: input + forward/backward pass + params (buffers are not counted).
+
+**minigrad's own figures** (the attributes of :class:`Summary`), under labels that say what they count:
+
+* **Dot-product mult-adds** (``Summary.total_mult_adds``): the dot products of convolutions and linear
+  layers, for the whole batch (``Summary.mult_adds_per_image`` divides by the batch size):
 
   - Conv2d: ``output elements * (C_in / groups) * kH * kW`` (each output value is one dot product
     over a ``C_in/groups x kH x kW`` window);
   - Linear: ``output elements * in_features`` (one dot product of length ``in_features`` per value).
 
-  Bias additions, batch norm, pooling, ReLU, dropout and concatenation count as 0: they are cheap
-  next to the dot products and torchinfo ignores them too. To count another layer, add a rule to
-  :data:`MULT_ADDS`.
-* **Memory** is in MB = 10^6 bytes. "Forward activations" is the size of every module output,
-  each tensor counted once (a Sequential returns its last layer's tensor: it is not counted twice).
-  "Forward/backward pass size" is twice that, torchinfo's estimate: each output is kept for
-  backward and gets a gradient of the same size. It ignores the scratch buffers inside ops
-  (im2col columns, batch-norm's normalised input, dropout masks), so real training peaks higher.
+  Bias additions, batch norm, pooling, ReLU, dropout and concatenation count as 0: they are cheap next
+  to the dot products. This is half of what ``torch.utils.flop_counter.FlopCounterMode`` counts, and it
+  is what the tutorials derive by hand. To count another layer, add a rule to :data:`MULT_ADDS`.
+* **Parameters** of a row are the module's *own* (``recurse=False``): a container such as an
+  Inception block has none of its own, so the column sums to the total. A parameter shared by two
+  modules is counted at the first one only.
+* **Memory** is in MB = 10^6 bytes, as torchinfo counts. "Every module's output, once" is the size of
+  every module output, each tensor counted once (a Sequential returns its last layer's tensor: it is
+  not counted twice); "activations and their gradients" is twice that, each output kept for backward
+  and given a gradient of the same size. It ignores the scratch buffers inside ops (im2col columns,
+  batch-norm's normalised input, dropout masks), so real training peaks higher. "All parameters" counts
+  every parameter, run or not, and "buffers" the batch-norm running statistics.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +98,39 @@ def _mult_adds_rule(module: Module) -> Callable[[Any, Tensor], int] | None:
     return None
 
 
+# ----- torchinfo's rules -------------------------------------------------------------------------
+def torchinfo_mult_adds(module: Module, output_shape: Sequence[int]) -> int:
+    """torchinfo's multiply-adds of one call of a leaf module, from the parameters it holds.
+
+    output_shape: the shape torchinfo reads, e.g. (N, C_out, H_out, W_out). Each parameter named
+    ``weight`` or ``bias`` counts its size once per output position (N * H_out * W_out) in a layer whose
+    class name contains "Conv", once per entry of the output's first axis (N) in any other layer; a
+    parameter whose name merely contains "weight" or "bias" (an RNN's ``weight_ih_l0``) counts once per
+    entry of the first two axes. Any other parameter counts 0.
+    """
+    shape = [int(size) for size in output_shape]
+    total = 0
+    for name, parameter in module.named_parameters(recurse=False):
+        if name in ("weight", "bias"):
+            uses = math.prod(shape[:1] + shape[2:]) if "Conv" in type(module).__name__ else math.prod(shape[:1])
+        elif "weight" in name or "bias" in name:
+            uses = math.prod(shape[:2])
+        else:
+            uses = 0
+        total += parameter.size * uses
+    return total
+
+
+def _torchinfo_output(value: Any) -> Tensor | None:
+    """The one tensor of a module's output that torchinfo measures: the first of a tuple or list (nested
+    ones too), the last value of a dict."""
+    if isinstance(value, dict):
+        return _torchinfo_output(list(value.values())[-1]) if value else None
+    if isinstance(value, (tuple, list)):
+        return _torchinfo_output(value[0]) if value else None
+    return value if isinstance(value, Tensor) else None
+
+
 def _tensors_in(value: Any) -> list[Tensor]:
     """Every Tensor inside a module's output: a Tensor, or (named) tuples, lists and dicts of them."""
     if isinstance(value, Tensor):
@@ -94,14 +153,60 @@ class SummaryRow:
     output_shapes: list[tuple[int, ...]]  # one shape per output tensor; empty if never called
     num_params: int  # the module's own parameters (not its sub-modules')
     trainable_params: int  # those of them with requires_grad
-    mult_adds: int  # this module's own multiply-adds for the whole batch (see MULT_ADDS)
+    mult_adds: int  # this module's own dot-product multiply-adds for the whole batch (see MULT_ADDS)
     output_bytes: int  # size of what the module returned
     calls: int  # how many times the forward called it (0: not used, e.g. aux heads in eval mode)
+    # torchinfo's share of this module (see the module docstring); 0 for containers and modules that did not run
+    torchinfo_mult_adds: int = 0  # torchinfo's mult-adds, every call
+    torchinfo_output_bytes: int = 0  # the output torchinfo's pass size counts (layers with parameters), every call
+    torchinfo_param_bytes: int = 0  # the parameters torchinfo's params size counts (a leaf module that ran)
+
+
+@dataclass
+class TorchinfoFigures:
+    """The totals ``torchinfo.summary`` prints, computed by its rules (see the module docstring)."""
+
+    total_params: int
+    trainable_params: int
+    total_mult_adds: int  # for the whole batch, bias and batch norm included
+    input_bytes: int
+    forward_backward_bytes: int  # 2 x the outputs of the leaf modules that hold parameters
+    param_bytes: int  # the parameters of the leaf modules that ran
+
+    @property
+    def total_bytes(self) -> int:
+        """torchinfo's "Estimated Total Size": input + forward/backward pass + params (no buffers)."""
+        return self.input_bytes + self.forward_backward_bytes + self.param_bytes
+
+    def lines(self, divider: str = "=" * 40) -> list[str]:
+        """The figures as torchinfo prints them: the same labels, units and digits, and its divider."""
+        return [
+            f"Total params: {self.total_params:,}",
+            f"Trainable params: {self.trainable_params:,}",
+            f"Non-trainable params: {self.total_params - self.trainable_params:,}",
+            f"Total mult-adds {_torchinfo_count(self.total_mult_adds)}",
+            divider,
+            f"Input size (MB): {self.input_bytes / MB:.2f}",
+            f"Forward/backward pass size (MB): {self.forward_backward_bytes / MB:.2f}",
+            f"Params size (MB): {self.param_bytes / MB:.2f}",
+            f"Estimated Total Size (MB): {self.total_bytes / MB:.2f}",
+        ]
+
+
+def _torchinfo_count(count: int) -> str:
+    """A count as torchinfo writes it: in T from 10^12, G from 10^9, else M; 2 decimals unless whole."""
+    unit, scale = ("T", 1e12) if count >= 1e12 else ("G", 1e9) if count >= 1e9 else ("M", 1e6)
+    value = count / scale
+    return f"({unit}): {int(value):,}" if value.is_integer() else f"({unit}): {value:,.2f}"
 
 
 @dataclass
 class Summary:
-    """What :func:`summary` measured; ``str()`` is the table."""
+    """What :func:`summary` measured; ``str()`` is the table.
+
+    Its fields are minigrad's own figures (the module docstring says what each counts); ``.torchinfo``
+    holds the figures torchinfo prints, by torchinfo's rules.
+    """
 
     model_type: str
     input_shape: tuple[int, ...]
@@ -109,9 +214,9 @@ class Summary:
     rows: list[SummaryRow]
     total_params: int
     trainable_params: int
-    total_mult_adds: int  # for the whole batch
+    total_mult_adds: int  # dot-product mult-adds (MULT_ADDS rules) for the whole batch; torchinfo's: .torchinfo
     activation_bytes: int  # every module output once
-    param_bytes: int
+    param_bytes: int  # every parameter, run or not
     buffer_bytes: int
     depth: int | None = None  # rows deeper than this are left out of the table (never out of the totals)
 
@@ -125,15 +230,30 @@ class Summary:
 
     @property
     def forward_backward_bytes(self) -> int:
-        """torchinfo's "forward/backward pass size": each activation plus its gradient."""
+        """Every module output plus its gradient: 2 x ``activation_bytes`` (printed as "activations and
+        their gradients"). torchinfo's "Forward/backward pass size" counts fewer outputs: ``.torchinfo``."""
         return 2 * self.activation_bytes
 
     @property
     def total_bytes(self) -> int:
+        """Input + activations and their gradients + all parameters + buffers. torchinfo's "Estimated
+        Total Size" leaves out buffers and what did not run: ``.torchinfo.total_bytes``."""
         return self.input_bytes + self.forward_backward_bytes + self.param_bytes + self.buffer_bytes
 
+    @property
+    def torchinfo(self) -> TorchinfoFigures:
+        """The totals torchinfo prints for this model, by its rules (the module docstring lists them)."""
+        return TorchinfoFigures(
+            total_params=self.total_params,
+            trainable_params=self.trainable_params,
+            total_mult_adds=sum(row.torchinfo_mult_adds for row in self.rows),
+            input_bytes=self.input_bytes,
+            forward_backward_bytes=2 * sum(row.torchinfo_output_bytes for row in self.rows),
+            param_bytes=sum(row.torchinfo_param_bytes for row in self.rows),
+        )
+
     def __str__(self) -> str:
-        header = ("Module", "Type", "Output shape", "Params", "Mult-adds", "Output MB")
+        header = ("Module", "Type", "Output shape", "Params", "Dot-product mult-adds", "Output MB")
         lines = [header]
         for row in self.rows:
             if self.depth is not None and row.depth > self.depth:
@@ -158,22 +278,22 @@ class Summary:
         rule = "=" * len(format_line(["x" * w for w in widths]))
         table = [rule, format_line(header), rule, *(format_line(line) for line in lines[1:]), rule]
         n = self.batch_size
+        table += self.torchinfo.lines(divider=rule)
         table += [
-            f"Total params: {self.total_params:,}",
-            f"Trainable params: {self.trainable_params:,}",
-            f"Non-trainable params: {self.total_params - self.trainable_params:,}",
-            f"Total mult-adds (G): {self.total_mult_adds / 1e9:.2f}"
-            f" ({self.total_mult_adds:,} for the batch of {n}; conv and linear only)",
-            f"Mult-adds per image (G): {self.mult_adds_per_image / 1e9:.2f}",
             rule,
-            f"Input size (MB): {self.input_bytes / MB:.2f}",
-            f"Forward activations (MB): {self.activation_bytes / MB:.2f} (every module output, once)",
-            f"Forward/backward pass size (MB): {self.forward_backward_bytes / MB:.2f}"
-            " (2 x activations: each output plus its gradient)",
-            f"Params size (MB): {self.param_bytes / MB:.2f}",
-            f"Buffers size (MB): {self.buffer_bytes / MB:.2f} (batch-norm running statistics)",
-            f"Estimated total size (MB): {self.total_bytes / MB:.2f}",
+            "minigrad's own counts:",
+            f"Dot-product mult-adds (G): {self.total_mult_adds / 1e9:.2f}"
+            f" ({self.total_mult_adds:,} for the batch of {n}; MULT_ADDS rules: conv and linear weights)",
+            f"Dot-product mult-adds per image (G): {self.mult_adds_per_image / 1e9:.2f}",
+            f"Every module's output, once (MB): {self.activation_bytes / MB:.2f}",
+            f"Activations and their gradients (MB): {self.forward_backward_bytes / MB:.2f}"
+            " (2 x every module's output)",
+            f"All parameters (MB): {self.param_bytes / MB:.2f} (also those of modules that did not run)",
+            f"Buffers (MB): {self.buffer_bytes / MB:.2f} (batch-norm running statistics)",
+            f"Input + activations + gradients + all parameters + buffers (MB): {self.total_bytes / MB:.2f}",
             rule,
+            "The first block is torchinfo's figures, by its rules: its mult-adds include biases and batch norm,",
+            "its pass size counts the outputs of layers with parameters, its params size the layers that ran.",
         ]
         if any(row.calls == 0 for row in self.rows):
             table.append("'-- (not called)': the module did not run in this eval-mode forward (e.g. aux heads).")
@@ -238,6 +358,8 @@ def summary(
             module.training = training
 
     rows: list[SummaryRow] = []
+    # torchinfo looks only at leaf modules: a container's work is done by its children.
+    is_leaf = {id(module): not any(True for _ in module.children()) for _, module in named_modules}
     seen_parameters: set[int] = set()
     counted_tensors: set[int] = {id(x)}  # a module returning its input (Identity) adds no activation
     activation_bytes = 0
@@ -258,11 +380,21 @@ def summary(
                 if id(tensor) not in counted_tensors:
                     counted_tensors.add(id(tensor))
                     activation_bytes += tensor.data.nbytes
+        torchinfo_macs = torchinfo_output_bytes = torchinfo_param_bytes = 0
+        module_parameters = list(module.parameters(recurse=False))
+        if is_leaf[id(module)] and outputs:
+            torchinfo_param_bytes = sum(p.data.nbytes for p in module_parameters)
+            for output in outputs:
+                measured = _torchinfo_output(output)
+                torchinfo_macs += torchinfo_mult_adds(module, measured.shape if measured is not None else ())
+                if module_parameters and measured is not None:
+                    torchinfo_output_bytes += measured.data.nbytes
         rows.append(SummaryRow(
             name=name, depth=name.count(".") + 1 if name else 0, layer_type=type(module).__name__,
             output_shapes=output_shapes, num_params=sum(p.size for p in own),
             trainable_params=sum(p.size for p in own if p.requires_grad), mult_adds=mult_adds,
-            output_bytes=output_bytes, calls=len(outputs),
+            output_bytes=output_bytes, calls=len(outputs), torchinfo_mult_adds=torchinfo_macs,
+            torchinfo_output_bytes=torchinfo_output_bytes, torchinfo_param_bytes=torchinfo_param_bytes,
         ))
     parameters = list(model.parameters())
     return Summary(

@@ -1,4 +1,4 @@
-"""Shared fixtures: torch (a hard error in CI when missing) and the device list."""
+"""Shared fixtures: torch and torchinfo (a hard error in CI when missing) and the device list."""
 
 from __future__ import annotations
 
@@ -26,6 +26,24 @@ def import_torch():
 @pytest.fixture(scope="session")
 def torch():
     return import_torch()
+
+
+def import_torchinfo():
+    """Import torchinfo (the figures ``minigrad.summary`` must agree with); it comes with torch in the
+    test extra, so MINIGRAD_REQUIRE_TORCH=1 (CI) makes a missing torchinfo fail instead of skipping."""
+    try:
+        import torchinfo
+    except ImportError:
+        if REQUIRE_TORCH:
+            pytest.fail("torchinfo is required (MINIGRAD_REQUIRE_TORCH=1) but is not installed: "
+                        "pip install torchinfo==1.8.0", pytrace=False)
+        pytest.skip("torchinfo is not installed; the summary comparison needs it (pip install 'minigrad[test]')")
+    return torchinfo
+
+
+@pytest.fixture(scope="session")
+def torchinfo():
+    return import_torchinfo()
 
 
 def _no_gpu_reason() -> str:

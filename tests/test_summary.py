@@ -1,8 +1,13 @@
-"""minigrad.summary: counts against hand arithmetic and torch's FLOP counter, hooks and modes left as found."""
+"""minigrad.summary: counts against hand arithmetic, torch's FLOP counter and torchinfo; hooks and modes left
+as found."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import re
+import sys
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -11,7 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import minigrad.functional as F
 from minigrad import nn
-from minigrad.summary import MULT_ADDS, Summary, register_command, summary
+from minigrad.models import inception_v1
+from minigrad.summary import MULT_ADDS, Summary, TorchinfoFigures, register_command, summary, torchinfo_mult_adds
 from tests.models import torch_googlenet
 
 
@@ -159,14 +165,213 @@ def test_custom_rule_can_be_added(monkeypatch):
     assert summary(small_net(), (2, 3, 8, 8)).total_mult_adds == 30208 + 2 * 8 * 8 * 8
 
 
+# ----- torchinfo's figures ----------------------------------------------------------------------
+class Quirks(nn.Module):
+    """The corners of torchinfo's rules: a container's own parameter, a layer called twice, one never called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(np.ones(1, dtype=np.float32))  # the model's own: counted, not in params size
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)  # called twice: its work twice, its parameters once
+        self.body = nn.Sequential(nn.Conv2d(2, 4, 1, bias=False), nn.ReLU())
+        self.unused = nn.Linear(4, 4)  # never runs: counted, not in params size
+
+    def forward(self, x):
+        return self.body(self.conv(self.conv(x))) * self.scale
+
+
+class TorchQuirks(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 1, bias=False), torch.nn.ReLU())
+        self.unused = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.body(self.conv(self.conv(x))) * self.scale
+
+
+TORCHINFO_LABELS = ("Total params", "Trainable params", "Non-trainable params", "Total mult-adds", "Input size",
+                    "Forward/backward pass size", "Params size", "Estimated Total Size")
+_FIGURE_LINE = re.compile(r"^(" + "|".join(re.escape(label) for label in TORCHINFO_LABELS)
+                          + r")(?: \((?:Units\.)?([A-Z])[A-Za-z]*\))?: (\S+)$")
+
+
+def printed_figures(text: str) -> dict[str, tuple[str | None, str]]:
+    """{label: (unit letter, digits)} of the torchinfo figures in a printed summary, minigrad's or torchinfo's.
+
+    torchinfo 1.8 writes the unit of mult-adds as "(G)" or, on Python 3.11+, "(Units.GIGABYTES)": both read "G".
+    """
+    figures = {}
+    for line in text.splitlines():
+        match = _FIGURE_LINE.match(line.strip())
+        if match:
+            figures[match[1]] = (match[2], match[3])
+    assert set(figures) == set(TORCHINFO_LABELS), f"labels found: {sorted(figures)}\n{text}"
+    return figures
+
+
+def storage_header_bytes() -> int:
+    """What torchinfo's input size adds to the tensor's bytes: it takes sys.getsizeof of the storage."""
+    return sys.getsizeof(torch.empty(0).untyped_storage())
+
+
+def assert_matches_torchinfo(result: Summary, stats) -> None:
+    """Every figure torchinfo prints, exactly: the counts and byte totals, and the printed digits."""
+    ours = result.torchinfo
+    assert ours.total_params == stats.total_params and ours.trainable_params == stats.trainable_params
+    assert ours.total_mult_adds == stats.total_mult_adds
+    assert ours.forward_backward_bytes == stats.total_output_bytes
+    assert ours.param_bytes == stats.total_param_bytes
+    assert ours.input_bytes == stats.total_input - storage_header_bytes()
+    assert printed_figures(str(result)) == printed_figures(str(stats))
+
+
+class GoogLeNetCase(NamedTuple):
+    variant: str
+    stem: str
+    width: float
+    num_classes: int
+    size: int
+    batch: int
+
+
+GOOGLENET_CASES = [
+    GoogLeNetCase("paper", "imagenet", 1.0, 1000, 224, 1),
+    GoogLeNetCase("paper", "imagenet", 1.0, 1000, 224, 2),  # the seed's table
+    GoogLeNetCase("torchvision", "imagenet", 1.0, 1000, 224, 1),
+    GoogLeNetCase("torchvision", "imagenet", 1.0, 1000, 224, 2),
+    GoogLeNetCase("paper", "cifar", 1.0, 10, 32, 2),
+    GoogLeNetCase("torchvision", "cifar", 1.0, 10, 32, 1),
+    GoogLeNetCase("paper", "imagenet", 0.25, 1000, 224, 1),
+    GoogLeNetCase("torchvision", "cifar", 0.25, 10, 32, 2),
+]
+
+
+# Built once per test process: a full-width GoogLeNet takes about a second to build and to run at 224x224.
+@functools.cache
+def inception_v1_cached(variant: str, stem: str, width: float, num_classes: int) -> nn.Module:
+    return inception_v1(variant=variant, stem=stem, width=width, num_classes=num_classes, init_weights=False)
+
+
+@functools.cache
+def googlenet_summary(case: GoogLeNetCase) -> Summary:
+    model = inception_v1_cached(case.variant, case.stem, case.width, case.num_classes)
+    return summary(model, (case.batch, 3, case.size, case.size))
+
+
+@functools.cache
+def torch_googlenet_cached(variant: str, stem: str, width: float, num_classes: int) -> torch.nn.Module:
+    with torch.device("meta"):  # no weights drawn (the counts need none): zeros are faster to make
+        twin = torch_googlenet.torch_googlenet(variant=variant, stem=stem, width=width, num_classes=num_classes)
+    twin = twin.to_empty(device="cpu").eval()
+    with torch.no_grad():
+        for tensor in [*twin.parameters(), *twin.buffers()]:
+            tensor.zero_()
+    return twin
+
+
+def test_torchinfo_rules_on_small_net_match_hand_arithmetic():
+    figures = summary(small_net(), (2, 3, 8, 8)).torchinfo
+    conv = (8 * 3 * 3 * 3 + 8) * (2 * 8 * 8)  # weight and bias, each once per output position (N * H * W)
+    batch_norm = 2 * (8 + 8)  # gamma and beta, once per image
+    linear = 2 * (128 * 10 + 10)  # weight and bias, once per image
+    assert figures.total_mult_adds == conv + batch_norm + linear == 31_284
+    # Outputs of the layers that hold parameters (conv, batch norm, linear), each plus its gradient.
+    assert figures.forward_backward_bytes == 2 * 4 * (2 * 8 * 8 * 8 + 2 * 8 * 8 * 8 + 2 * 10)
+    assert figures.param_bytes == 4 * 1530 and figures.input_bytes == 4 * 2 * 3 * 8 * 8
+    assert figures.total_bytes == figures.input_bytes + figures.forward_backward_bytes + figures.param_bytes
+    assert isinstance(figures, TorchinfoFigures)
+
+
+def test_torchinfo_rules_on_quirks_match_hand_arithmetic():
+    result = summary(Quirks(), (2, 2, 5, 5))
+    figures = result.torchinfo
+    assert figures.total_params == 1 + (36 + 2) + 8 + (16 + 4)  # every parameter, the unused Linear's too
+    assert figures.total_mult_adds == 2 * (36 + 2) * (2 * 5 * 5) + 8 * (2 * 5 * 5)  # conv twice, then the 1x1
+    assert figures.forward_backward_bytes == 2 * 4 * (2 * (2 * 2 * 25) + 2 * 4 * 25)  # conv's two outputs, 1x1's
+    assert figures.param_bytes == 4 * ((36 + 2) + 8)  # conv once; not the scale, not the unused Linear
+    assert result.param_bytes == 4 * figures.total_params  # minigrad's own: every parameter
+    by_name = {row.name: row for row in result.rows}
+    assert by_name["conv"].calls == 2 and by_name["unused"].torchinfo_param_bytes == 0
+    assert by_name[""].torchinfo_mult_adds == by_name["body"].torchinfo_mult_adds == 0  # containers: 0
+
+
+def test_torchinfo_mult_adds_rule_per_parameter_name():
+    conv, linear = nn.Conv2d(3, 4, 3), nn.Linear(5, 6)
+    assert torchinfo_mult_adds(conv, (2, 4, 7, 9)) == (4 * 3 * 9 + 4) * 2 * 7 * 9
+    assert torchinfo_mult_adds(linear, (2, 3, 6)) == 2 * (5 * 6 + 6)  # the first axis only: torchinfo's rule
+    assert torchinfo_mult_adds(nn.ReLU(), (2, 3)) == 0
+    recurrent = nn.Module()
+    recurrent.weight_ih_l0 = nn.Parameter(np.ones((4, 3), dtype=np.float32))
+    recurrent.scale = nn.Parameter(np.ones(3, dtype=np.float32))  # neither "weight" nor "bias": 0
+    assert torchinfo_mult_adds(recurrent, (2, 5, 4)) == 2 * 5 * 12
+
+
+def test_torchinfo_and_dot_product_mult_adds_differ_by_biases_and_batch_norm():
+    """The seed's figure, 3,171,827,184, is the dot products plus one multiply-add per conv-bias output value,
+    per batch-norm parameter per image and per linear bias per image: 6,483,440 in all."""
+    result = googlenet_summary(GoogLeNetCase("paper", "imagenet", 1.0, 1000, 224, 2))
+    modules = dict(inception_v1_cached("paper", "imagenet", 1.0, 1000).named_modules())
+    extra = 0
+    for row in result.rows:
+        module = modules[row.name]
+        if not row.calls:
+            continue
+        n, *rest = row.output_shapes[0]
+        if isinstance(module, nn.Conv2d) and module.bias is not None:
+            extra += n * int(np.prod(rest))
+        elif isinstance(module, nn.BatchNorm2d):
+            extra += n * 2 * module.num_features
+        elif isinstance(module, nn.Linear) and module.bias is not None:
+            extra += n * module.out_features
+    assert result.torchinfo.total_mult_adds - result.total_mult_adds == extra == 6_483_440
+    assert result.torchinfo.total_mult_adds == 3_171_827_184 and result.total_mult_adds == 3_165_343_744
+
+
+@pytest.mark.parametrize("make_pair, shape", [
+    (lambda: (small_net(), None), (2, 3, 8, 8)),
+    (lambda: (BranchNet(), None), (3, 3, 10, 10)),
+    (lambda: (Quirks(), TorchQuirks()), (2, 2, 5, 5)),
+    (lambda: (nn.Sequential(nn.Linear(16, 10), nn.ReLU(), nn.Linear(10, 3, bias=False)), None), (2, 5, 16)),
+], ids=["small_net", "branch_net", "quirks", "linear_3d"])
+def test_small_models_match_torchinfo(torchinfo, make_pair, shape):
+    model, twin = make_pair()
+    twin = twin if twin is not None else torch_twin(model)
+    assert_matches_torchinfo(summary(model, shape), torchinfo.summary(twin, shape, verbose=0))
+
+
+def test_shared_parameter_torchinfo_counts_per_module(torchinfo):
+    """The one known difference: torchinfo counts a parameter shared by two layers once per layer."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    model[1].weight = model[0].weight
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    twin[1].weight = twin[0].weight
+    ours, stats = summary(model, (1, 4)).torchinfo, torchinfo.summary(twin, (1, 4), verbose=0)
+    assert (ours.total_params, stats.total_params) == (24, 40)  # minigrad: each parameter once
+    assert ours.total_mult_adds == stats.total_mult_adds and ours.param_bytes == stats.total_param_bytes
+
+
+@pytest.mark.parametrize("case", GOOGLENET_CASES, ids=lambda c: f"{c.variant}-{c.stem}-w{c.width}-{c.size}-b{c.batch}")
+def test_googlenet_matches_torchinfo(torchinfo, case):
+    result = googlenet_summary(case)
+    twin = torch_googlenet_cached(case.variant, case.stem, case.width, case.num_classes)
+    stats = torchinfo.summary(twin, (case.batch, 3, case.size, case.size), verbose=0)
+    assert result.total_params == sum(p.numel() for p in twin.parameters())  # the twins are the same network
+    assert_matches_torchinfo(result, stats)
+    assert result.torchinfo.param_bytes < result.param_bytes  # eval mode: torchinfo leaves the aux heads out
+
+
 # ----- the table --------------------------------------------------------------------------------
 def test_table_prints_every_module_and_the_totals():
     result = summary(BranchNet(), (2, 3, 10, 10))
     text = str(result)
     for row in result.rows:
         assert (row.name or "(model)") in text
-    for fragment in ("Total params: ", f"{result.total_params:,}", "Mult-adds per image (G)", "Params size (MB)",
-                     "Forward/backward pass size (MB)", "Conv2d", "[2, 12, 5, 5]"):
+    for fragment in ("Total params: ", f"{result.total_params:,}", "Dot-product mult-adds per image (G)",
+                     "Params size (MB)", "Forward/backward pass size (MB)", "Estimated Total Size (MB)",
+                     "Activations and their gradients (MB)", "All parameters (MB)", "Conv2d", "[2, 12, 5, 5]"):
         assert fragment in text
     assert "      block.branch2.0" in text  # indented by depth
 
@@ -210,10 +415,7 @@ def test_hooks_removed_and_modes_restored_after_an_error():
 
 # ----- GoogLeNet --------------------------------------------------------------------------------
 def test_googlenet_paper_totals():
-    from minigrad.models import inception_v1
-
-    model = inception_v1(variant="paper", init_weights=False)
-    result = summary(model, (2, 3, 224, 224))
+    result = googlenet_summary(GoogLeNetCase("paper", "imagenet", 1.0, 1000, 224, 2))
     assert result.total_params == 13_393_352
     assert round(result.mult_adds_per_image / 1e9, 2) == 1.58  # reported per batch: 3.17 G for 2 images
     assert result.total_mult_adds == 2 * result.mult_adds_per_image
@@ -234,8 +436,6 @@ def test_googlenet_paper_totals():
     ("torchvision", True, 13_004_888), ("torchvision", False, 6_624_904), ("paper", False, 7_013_112),
 ])
 def test_googlenet_parameter_counts(variant, aux, expected):
-    from minigrad.models import inception_v1
-
     model = inception_v1(variant=variant, aux_logits=aux, init_weights=False)
     assert summary(model, (1, 3, 64, 64)).total_params == expected  # parameters do not depend on the input size
 
@@ -249,6 +449,25 @@ def test_cli_summary_command(capsys):
     text = capsys.readouterr().out
     assert "inception5b" in text and "[1, 10]" in text and "Total params" in text
     assert "inception3a.branch1" not in text  # --depth 1
+
+
+def test_cli_summary_prints_the_seed_figures(capsys):
+    """`minigrad summary --batch-size 2` (paper, 1000 classes, aux heads, 224x224, eval) against the seed's
+    torchinfo table, figure for figure, and minigrad's own figures under their own labels."""
+    parser = argparse.ArgumentParser()
+    register_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["summary", "--batch-size", "2"])
+    assert args.handler(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for figure in ("Total params: 13,393,352", "Total mult-adds (G): 3.17", "Input size (MB): 1.20",
+                   "Forward/backward pass size (MB): 103.25", "Params size (MB): 28.05",
+                   "Estimated Total Size (MB): 132.51"):
+        assert figure in lines
+    own = "\n".join(lines)
+    for figure in ("Dot-product mult-adds (G): 3.17 (3,165,343,744 for the batch of 2",
+                   "Activations and their gradients (MB): 197.35", "All parameters (MB): 53.57",
+                   "Input + activations + gradients + all parameters + buffers (MB): 252.19"):
+        assert figure in own
 
 
 def test_summary_is_a_summary():
