@@ -127,7 +127,9 @@ def convert_weights(in_path: str | os.PathLike, out_path: str | os.PathLike) -> 
         api = _safetensors_numpy(out_path)  # before the slow read: a missing package fails at once
     state = read_state_dict(in_path)
     if extension == ".safetensors":
-        payload = api.save({key: numpy.ascontiguousarray(value) for key, value in state.items()})
+        # C order, as safetensors needs (not numpy.ascontiguousarray: it turns a 0-d array into shape (1,))
+        payload = api.save({key: value if value.flags.c_contiguous else value.copy(order="C")
+                            for key, value in state.items()})
     folder = os.path.dirname(os.path.abspath(out_path))
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".convert-", suffix=extension)
     try:
