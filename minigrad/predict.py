@@ -4,11 +4,12 @@
     minigrad predict shape.png --checkpoint runs/shapes            # a run of `minigrad train` (its folder or .npz)
 
 For each image it prints the ``--top`` (5) most probable classes, best first, one per line: the class name,
-at least two spaces, and the softmax probability with four decimals::
+padded to the longest name shown plus two spaces, and the softmax probability with four decimals. The
+shape of it (the numbers here are made up)::
 
-    tabby                 0.4812
-    tiger cat             0.3020
-    Egyptian cat          0.1544
+    tabby         0.4812
+    tiger cat     0.3020
+    Egyptian cat  0.1544
     ...
 
 With several images, each block is headed by the image's path and a colon, and blocks are separated by a
