@@ -375,5 +375,8 @@ def _read_legacy(path: str) -> Any:
                                      f"says {count}; the file is truncated or corrupt")
             itemsize = numpy_dtype(storage.dtype).itemsize
             where = f"{path} (storage {key})"
+            if count * itemsize > os.fstat(file.fileno()).st_size - file.tell():  # before allocating that much
+                raise TorchFileError(f"{where} needs {count} x {itemsize} bytes, more than the rest of the file: "
+                                     f"the file is truncated or corrupt")
             storage.array = storage_array(file.read(count * itemsize), storage.dtype, count, "little", where)
     return materialise(obj)
