@@ -1,8 +1,8 @@
 """The ``minigrad`` command line: ``minigrad gradcheck``, ``minigrad train``, ``minigrad summary`` ...
 
-``gradcheck`` lives here; ``train``, ``summary`` and ``convert-weights`` are registered by the modules that
-do the work (``register_command`` in minigrad/train.py, summary.py and models/weights.py), so each
-command's options sit next to its code. Also reachable as ``python -m minigrad ...``.
+``gradcheck`` lives here; ``train``, ``summary``, ``convert-weights`` and ``predict`` are registered by the
+modules that do the work (``register_command`` in minigrad/train.py, summary.py, models/weights.py and
+predict.py), so each command's options sit next to its code. Also reachable as ``python -m minigrad ...``.
 """
 
 from __future__ import annotations
@@ -78,13 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=gradcheck_command)
 
     # Each module below adds its own subcommand and options.
-    from minigrad import train
+    from minigrad import predict, train
     from minigrad.models import weights
     from minigrad.summary import register_command as register_summary
 
     train.register_command(commands)
     register_summary(commands)
     weights.register_command(commands)
+    predict.register_command(commands)
     return parser
 
 

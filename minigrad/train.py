@@ -400,6 +400,10 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
     backend.manual_seed(config.seed)
     train_set, test_set = build_datasets(config)
     train_loader, test_loader = build_loaders(config, train_set, test_set)
+    # Recorded for `minigrad predict`, to prepare a new image exactly as this run prepares its test images.
+    normalize = test_loader.transform
+    config = replace(config, extra={**config.extra, "preprocess": {"size": list(train_set.images.shape[-2:]),
+                     "mean": normalize.mean.ravel().tolist(), "std": normalize.std.ravel().tolist()}})
     model = build_model(config, num_classes=len(train_set.classes))
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer, len(train_loader))

@@ -1,4 +1,4 @@
-"""Shared fixtures: torch and torchinfo (a hard error in CI when missing) and the device list."""
+"""Shared fixtures: torch, torchinfo and safetensors (hard errors in CI when missing) and the device list."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from minigrad import backend
 
 REQUIRE_TORCH = os.environ.get("MINIGRAD_REQUIRE_TORCH", "") not in ("", "0")
+REQUIRE_SAFETENSORS = os.environ.get("MINIGRAD_REQUIRE_SAFETENSORS", "") not in ("", "0")
 
 
 def import_torch():
@@ -44,6 +45,19 @@ def import_torchinfo():
 @pytest.fixture(scope="session")
 def torchinfo():
     return import_torchinfo()
+
+
+@pytest.fixture(scope="session")
+def safetensors_numpy():
+    """``safetensors.numpy``; in CI (MINIGRAD_REQUIRE_SAFETENSORS=1) a missing package fails instead of skipping."""
+    try:
+        import safetensors.numpy
+    except ImportError:
+        if REQUIRE_SAFETENSORS:
+            pytest.fail("safetensors is required (MINIGRAD_REQUIRE_SAFETENSORS=1) but is not installed: "
+                        "pip install safetensors", pytrace=False)
+        pytest.skip("safetensors is not installed; the .safetensors tests need it (pip install 'minigrad[test]')")
+    return safetensors.numpy
 
 
 def _no_gpu_reason() -> str:

@@ -182,10 +182,15 @@ def test_run_writes_metrics_curves_checkpoint_and_config(reference_run):
     assert picture[..., :3].std() > 0.01, "curves.png is blank"
 
     saved = json.loads((out / "config.json").read_text())
-    assert TrainConfig(**saved) == config
-
     arrays, meta = read_checkpoint_raw(out)
     assert meta["epochs_done"] == 2 and meta["config"] == saved
+    # The run adds how its test images were prepared, for `minigrad predict`: their size and the training
+    # set's channel statistics, as the float32 values its Normalize used.
+    preprocess = saved["extra"].pop("preprocess")
+    assert TrainConfig(**saved) == config
+    train_set, _ = train.build_datasets(config)
+    mean, std = train_set.channel_mean_std()
+    assert preprocess == {"size": [32, 32], "mean": numpy.float32(mean).tolist(), "std": numpy.float32(std).tolist()}
     model = train.build_model(config, num_classes=10)
     assert sorted(key[len("model/"):] for key in arrays if key.startswith("model/")) == sorted(model.state_dict())
 

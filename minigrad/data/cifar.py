@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import tarfile
 import tempfile
 import urllib.error
@@ -38,6 +37,7 @@ from typing import Any
 import numpy
 
 from minigrad.data.dataset import ArrayDataset
+from minigrad.safe_pickle import AllowListUnpickler
 
 CHUNK_BYTES = 1 << 20
 
@@ -63,27 +63,20 @@ def _numpy_array_rebuilders() -> dict[tuple[str, str], Any]:
     }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(AllowListUnpickler):
     """An unpickler that can rebuild only dicts, lists, tuples, bytes, str, numbers and NumPy arrays.
 
-    Every global a pickle names goes through ``find_class``; anything not on the allow-list raises
-    ``pickle.UnpicklingError`` before it could be called.
+    Every global a pickle names goes through ``find_class`` (:class:`minigrad.safe_pickle.AllowListUnpickler`);
+    anything not on the allow-list raises ``pickle.UnpicklingError`` before it could be called.
     """
 
     allowed = _numpy_array_rebuilders()
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.allowed:
-            return self.allowed[(module, name)]
-        raise pickle.UnpicklingError(
-            f"refusing to load global {module}.{name} from a dataset pickle: only NumPy arrays, dicts, lists "
-            f"and bytes are allowed (loading arbitrary globals could run code). Is this the official file?"
-        )
+    hint = "only NumPy arrays, dicts, lists and bytes are allowed. Is this the official file?"
 
 
-def restricted_loads(data: bytes) -> Any:
+def restricted_loads(data: bytes, source: str = "a dataset pickle") -> Any:
     """Unpickle ``data`` with :class:`RestrictedUnpickler`; Python 2 strings load as bytes, as in CIFAR."""
-    return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    return RestrictedUnpickler(io.BytesIO(data), source=source, encoding="bytes").load()
 
 
 # ----- checksums and downloads ---------------------------------------------------------------------
@@ -198,7 +191,7 @@ class _CIFAR(ArrayDataset):
             file = None
         if file is None:
             raise ValueError(f"{type(self).__name__}: the archive has no file {name}; is it the official one?")
-        content = restricted_loads(file.read())
+        content = restricted_loads(file.read(), source=f"{self.filename}:{name}")
         if not isinstance(content, dict):
             raise ValueError(f"{type(self).__name__}: {name} holds a {type(content).__name__}, expected a dict")
         return content
@@ -253,6 +246,8 @@ class CIFAR10(_CIFAR):
     # Per-channel statistics of the training images, for transforms.Normalize.
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2470, 0.2435, 0.2616)
+    # The names in batches.meta, in label order (for code that has a trained model but not the archive).
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
     def _label_key(self) -> bytes:
         return b"labels"
@@ -278,6 +273,19 @@ class CIFAR100(_CIFAR):
     meta_member = "cifar-100-python/meta"
     mean = (0.5071, 0.4865, 0.4409)
     std = (0.2673, 0.2564, 0.2762)
+    # The fine label names in meta, in label order (alphabetical).
+    class_names = (
+        "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle", "bowl",
+        "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle", "chair",
+        "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur", "dolphin",
+        "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard", "lamp",
+        "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse",
+        "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+        "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose",
+        "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel",
+        "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+        "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+    )
 
     def __init__(
         self, root: str | os.PathLike, train: bool = True, download: bool = False, label: str = "fine"

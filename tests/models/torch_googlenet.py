@@ -176,3 +176,21 @@ def googlenet_loss(outputs, targets, aux_weight=0.3):
         return F.cross_entropy(logits, targets) + aux_weight * (
             F.cross_entropy(aux1, targets) + F.cross_entropy(aux2, targets))
     return F.cross_entropy(outputs, targets)
+
+
+def calibrate_batch_norm(twin: TorchGoogLeNet, size: int = 64) -> TorchGoogLeNet:
+    """Give a fresh twin batch-norm statistics like a trained network's, then put it in eval mode.
+
+    Each batch norm gets a random affine part and, as running statistics, those of one random batch, so in
+    eval mode every layer passes on a signal of size about 1; with the fresh statistics 0 and 1 the input
+    would change the logits by a millionth of the classifier's bias and a comparison could not see it.
+    Draws from torch's global generator (seed it first)."""
+    with torch.no_grad():
+        for module in twin.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = None  # a cumulative average: after one batch, that batch's statistics
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+        twin.train()
+        twin(torch.randn(8, 3, size, size))
+    return twin.eval()
