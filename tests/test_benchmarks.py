@@ -6,6 +6,7 @@ as "n/a" rather than as CPU times."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -238,4 +239,6 @@ def test_model_conv_layers_are_recorded_from_the_model():
     assert {case.name.split()[1] for case in cases} == {"1x1", "3x3", "5x5"}
     rows = bench_kernels.run(smoke=True, repeats=1, warmup=0, model_convs=True)
     assert len(rows) == 2 * len(cases) and {row.group for row in rows} == {"convlayers"}
-    assert all(row.extra["bwd/fwd"] > 0 for row in rows[1::2])
+    # a timing ratio: present and finite on every fwd+bwd row (its sign is at the mercy of a busy machine when
+    # each case runs once without warm-up, as here)
+    assert all(math.isfinite(row.extra["bwd/fwd"]) for row in rows[1::2])
