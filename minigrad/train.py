@@ -1,6 +1,6 @@
 """Training GoogLeNet in class: the loop, metrics, curves, and the ``minigrad train`` command.
 
-    minigrad train                          # the class demo: SyntheticShapes, offline, ~3 minutes on 2 cores
+    minigrad train                          # the class demo: SyntheticShapes, offline, 3-6 minutes on 2 cores
     minigrad train --dataset cifar10 --data-dir data --download --width 1 --epochs 30
     minigrad train --resume --out runs/demo # carry on from runs/demo/checkpoint.npz
 
