@@ -117,7 +117,7 @@ def assert_close(
     assert infinite_equal.all(), f"{label}infinities differ"
     if not finite.any():
         return
-    error = numpy.abs(mine - reference)[finite]
+    error = numpy.abs(mine[finite] - reference[finite])
     magnitude = numpy.abs(reference[finite])
     bounds = numpy.broadcast_to(tolerance * (magnitude if elementwise else magnitude.max()) + atol, error.shape)
     worst = int(numpy.argmax(error - bounds))
