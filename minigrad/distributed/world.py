@@ -291,9 +291,11 @@ def init(timeout: float | None = None, *, use_mpi: bool | None = None) -> World:
         try:
             comm = _import_mpi().COMM_WORLD
         except MPIUnavailable:
-            if use_mpi or _launcher_size() > 1:  # N copies each thinking it is alone would each write the files
+            if _launcher_size() > 1:  # N copies, each thinking it is alone, would each write the same files
                 raise MPIUnavailable(f"this process was started by mpiexec as one of {_launcher_size()}, but "
                                      f"mpi4py is not installed; {MPI_INSTALL_HINT}") from None
+            if use_mpi:
+                raise
     _world = World(comm, timeout)
     return _world
 

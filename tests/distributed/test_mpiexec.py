@@ -77,7 +77,6 @@ def equality_run(request, tmp_path_factory):
 def one_process(shards: int = 1) -> dict[str, np.ndarray]:
     """The reference: one process, plain BatchNorm, the whole global batch per step (with ``shards`` > 1: its
     shards normalised separately, as ranks without SyncBatchNorm do)."""
-    distributed.init(use_mpi=False)
     dataset = mpi_worker.small_dataset()
     model = mpi_worker.small_model()
     sampler = distributed.DistributedSampler(dataset, num_replicas=1, rank=0, seed=mpi_worker.SEED)
