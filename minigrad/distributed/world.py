@@ -16,7 +16,7 @@ rank waits it also answers "where are you?" messages on a second communicator. W
 asks every other rank: the ranks that answer are waiting too (and say in which collective); the ranks that
 stay silent are the culprits, and :class:`CollectiveTimeout` names them. ``minigrad train --distributed``
 then ends the whole job (``MPI_Abort``). A rank that *dies* is seen by ``mpiexec`` itself, which ends the job
-at once and prints the dead process's PID (the run's first line lists each rank's PID).
+at once and prints the dead process's PID (``minigrad train`` prints each rank's PID when it starts).
 
 **On a GPU** the arrays are CuPy arrays. An MPI built with CUDA support ("CUDA-aware": Open MPI or MVAPICH
 built with CUDA) reads and writes GPU memory directly: set ``MINIGRAD_CUDA_AWARE_MPI=1`` and the device
