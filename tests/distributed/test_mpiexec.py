@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -221,3 +222,29 @@ def test_cli_an_error_on_the_ranks_ends_the_job_naming_the_rank(tmp_path):
     result = train(2, tmp_path, *TINY, "--dataset", "cifar10", "--data-dir", str(tmp_path / "nothing-here"))
     assert result.returncode != 0
     assert "minigrad train: rank 0 of 2:" in result.stderr and "--download" in result.stderr, result.stderr
+
+
+def test_cli_ctrl_c_stops_every_rank_after_the_same_step_and_resumes(tmp_path):
+    """mpiexec passes Ctrl-C to every rank, each at its own moment; they agree on one step, rank 0 writes the
+    checkpoint, and --resume finishes the run with the same weights as an uninterrupted one."""
+    run = [opt for opt in TINY if opt != "--quiet"] + ["--train-size", "64", "--batch-size", "8", "--epochs", "2",
+                                                       "--schedule", "constant", "--optimizer", "sgd"]
+    launcher = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    job = subprocess.Popen([launcher, "-n", "2", sys.executable, "-m", "minigrad", "train", "--distributed", "--out",
+                            str(tmp_path / "stopped"), *run], cwd=REPO_ROOT, env=environment, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = ""
+    while "epoch 1/2:  " not in seen and job.poll() is None:  # the first progress bar: training has started
+        seen += job.stdout.read(1)
+    job.send_signal(signal.SIGINT)
+    output = seen + job.communicate(timeout=120)[0]
+    assert job.returncode != 0, output
+    assert output.count("checkpoint written to") == 1, output
+    straight = train(2, tmp_path / "straight", *run, "--quiet")
+    resumed = train(2, tmp_path / "stopped", "--resume", "--quiet")
+    assert straight.returncode == 0 and resumed.returncode == 0, straight.stderr + resumed.stderr
+    expected = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")["model"]
+    got = load_checkpoint(tmp_path / "stopped" / "checkpoint.npz")["model"]
+    for key, value in expected.items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
