@@ -408,10 +408,11 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
     if config.resume:
         checkpoint = load_checkpoint(out / "checkpoint.npz")  # fail before any slow set-up
         config = resumed_config(config, checkpoint)
-        if config.distributed:
-            raise CheckpointError(f"{out / 'checkpoint.npz'} was written by a data-parallel run; resume it the way it "
-                                  f"was started: mpiexec -n <ranks> python -m minigrad train --distributed --resume "
-                                  f"--out {out}")
+        if config.distributed:  # the shards and each rank's random state are in the file: resume as started
+            ranks = (checkpoint["meta"]["loader"] or {}).get("world_size", "N")
+            raise CheckpointError(f"{out / 'checkpoint.npz'} was written by a data-parallel run over {ranks} ranks; "
+                                  f"resume it the same way: mpiexec -n {ranks} python -m minigrad train --distributed "
+                                  f"--resume --out {out}")
     if config.epochs is None:
         config = replace(config, epochs=TrainConfig.epochs)
     threads_note = _set_blas_threads(config)

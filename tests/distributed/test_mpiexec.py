@@ -205,7 +205,8 @@ def test_cli_resume_is_bit_for_bit_with_the_same_ranks_and_refused_with_others(t
     assert "over 2 rank(s), and this run has 3" in refused.stderr and "mpiexec -n 2" in refused.stderr, refused.stderr
     assert refused.stderr.count("over 2 rank(s)") == 1, "reported once, by rank 0"
     plain = python("-m", "minigrad", "train", "--out", str(tmp_path / "resumed"), "--resume", "--quiet")
-    assert plain.returncode == 1 and "written by a data-parallel run" in plain.stderr, plain.stderr
+    assert plain.returncode == 1 and "written by a data-parallel run over 2 ranks" in plain.stderr, plain.stderr
+    assert "mpiexec -n 2 python -m minigrad train --distributed --resume" in plain.stderr
     resumed = train(2, tmp_path / "resumed", "--resume", "--epochs", "2", "--quiet")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     expected = load_checkpoint(tmp_path / "straight" / "checkpoint.npz")
