@@ -254,6 +254,6 @@ def test_distributed_group_measures_one_and_two_processes():
         ["2 processes x 1 thread"] * 2 if with_mpi else [])
     for row in rows:
         assert row.group == "distributed" and row.minigrad_ms > 0 and row.torch_ms is None
-        assert row.extra["img/s"] == pytest.approx(8 / row.minigrad_ms * 1e3, rel=0.01)
+        assert row.extra["img/s"] == pytest.approx(8 / row.minigrad_ms * 1e3, abs=0.051)  # rounded to 0.1
     assert rows[0].extra["efficiency"] == "100%"
     assert "distributed" in parse_arguments(["--only", "distributed"]).only
