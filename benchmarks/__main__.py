@@ -4,6 +4,7 @@
     python -m benchmarks --quick              # a subset in about a minute
     python -m benchmarks --only kernels --json results.json
     python -m benchmarks --only convlayers    # every conv of the model: backward / forward per layer
+    python -m benchmarks --only distributed   # 1 and 2 processes (mpiexec) against 2 threads: images/s
     python -m benchmarks --device cuda        # minigrad on CuPy against torch on the same GPU
 
 See benchmarks/README.md for what each column means.
@@ -33,7 +34,7 @@ from benchmarks.common import (
     torch_device,
 )
 
-GROUPS = ("kernels", "convlayers", "googlenet", "train")
+GROUPS = ("kernels", "convlayers", "googlenet", "train", "distributed")
 PROGRAM = "python -m benchmarks"
 
 
@@ -121,6 +122,10 @@ def run_group(group: str, args: argparse.Namespace, progress: Any) -> list[Row]:
 
         return bench_kernels.run(quick=args.quick, smoke=args.smoke, progress=progress, device=args.device,
                                  model_convs=group == "convlayers")
+    if group == "distributed":
+        from benchmarks import bench_distributed
+
+        return bench_distributed.run(quick=args.quick, smoke=args.smoke, progress=progress)
     if group == "googlenet":
         from benchmarks import bench_googlenet
 
@@ -161,8 +166,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               file=sys.stderr, flush=True)
 
     rows, notes = [], []
-    # --quick leaves out the per-layer conv group (33 cases at full width); --only convlayers runs it.
-    for group in args.only or [group for group in GROUPS if not (args.quick and group == "convlayers")]:
+    # --quick leaves out the per-layer conv group (33 cases at full width) and the processes of the distributed
+    # group; --only runs them.
+    for group in args.only or [group for group in GROUPS if not (args.quick and group in ("convlayers",
+                                                                                          "distributed"))]:
         rows.extend(run_group(group, args, progress))
     if header["device"] == "cuda" and header["torch_device"] is None:
         notes.append(f"torch {header['torch']} is a CPU build ({TORCH_HAS_NO_CUDA}), so minigrad ran alone; "

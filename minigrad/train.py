@@ -34,6 +34,7 @@ from minigrad import backend, blas
 from minigrad.autograd import no_grad
 from minigrad.checkpoint import CheckpointError, EpochProgress, load_checkpoint, restore, save_checkpoint
 from minigrad.cli import DefaultsHelpFormatter
+from minigrad.distributed.world import DistributedError
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor
 
@@ -77,6 +78,10 @@ class TrainConfig:
     out: str = "runs/shapes"
     resume: bool = False
     progress: bool = True
+    # Data-parallel runs under mpiexec (minigrad/distributed/training.py)
+    distributed: bool = False
+    sync_bn: bool = False
+    collective_timeout: float = 300.0  # seconds any collective may wait for the slowest rank
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -238,12 +243,18 @@ def fit(
     epoch_progress: EpochProgress | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    coordinator: Any = None,
 ) -> list[dict[str, float]]:
     """Train for ``epochs`` epochs (starting after ``start_epoch`` completed ones); return one metrics row per epoch.
 
     With ``out_dir`` it writes ``metrics.csv``, ``curves.png``, ``config.json`` and ``checkpoint.npz`` after
     every epoch, and a checkpoint on Ctrl-C before re-raising. A NaN or infinite loss stops the run with
     :class:`TrainingDiverged`, naming the step.
+
+    ``coordinator`` (a :class:`minigrad.distributed.training.RankCoordinator`) makes this process one rank of
+    a data-parallel run: the ranks stop at the same step, the epoch's sums and the evaluation (each rank
+    takes its part of the test set) are combined over the ranks, and every rank takes part in a checkpoint
+    that only the rank given ``out_dir`` writes.
     """
     from tqdm import tqdm
 
@@ -252,13 +263,25 @@ def fit(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if config is not None:
-            (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+            tmp = out / "config.json.tmp"
+            tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
+            os.replace(tmp, out / "config.json")
 
     def save(epoch_done: int, partial: EpochProgress | None) -> None:
+        # Every rank of a data-parallel run takes part (its loader's position goes into the file).
+        loader = train_loader if coordinator is None else coordinator.checkpoint_loader(model, train_loader)
         if out is not None:
             save_checkpoint(out / "checkpoint.npz", model=model, optimizer=optimizer, scheduler=scheduler,
-                            loader=train_loader, epochs_done=epoch_done, history=history, partial=partial,
+                            loader=loader, epochs_done=epoch_done, history=history, partial=partial,
                             config=config)
+
+    def totals(state: EpochProgress) -> EpochProgress:
+        return state if coordinator is None else coordinator.totals(state)
+
+    def stop_now() -> bool:  # Ctrl-C, on any rank: every rank stops after the same step
+        return stop.requested if coordinator is None else coordinator.any_rank(stop.requested)
+
+    ranks = 1 if coordinator is None else coordinator.world.size
 
     with _StopAfterStep() as stop:
         for epoch in range(start_epoch, epochs):
@@ -297,16 +320,17 @@ def fit(
                     on_step(step, loss_value)
                 bar.update(1)
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}",
-                                img_s=f"{state.seen / max(state.seconds, 1e-9):.0f}",
+                                img_s=f"{ranks * state.seen / max(state.seconds, 1e-9):.0f}",
                                 lr=f"{optimizer.param_groups[0]['lr']:.3g}")
-                if stop.requested and batches_done < len(train_loader):  # at the epoch's end: finish it first
+                if stop_now() and batches_done < len(train_loader):  # at the epoch's end: finish it first
                     bar.close()
-                    save(epoch, state)
+                    save(epoch, totals(state))
                     if out is not None:
                         print(f"checkpoint written to {out / 'checkpoint.npz'}; continue with --resume")
                     raise KeyboardInterrupt
             bar.close()
-            test_loss, test_acc = evaluate(model, test_loader)
+            test_loss, test_acc = (evaluate if coordinator is None else coordinator.evaluate)(model, test_loader)
+            state = totals(state)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": state.loss_sum / max(state.seen, 1),
@@ -323,8 +347,8 @@ def fit(
             if out is not None:
                 write_metrics_csv(history, out / "metrics.csv")
                 plot_curves(history, out / "curves.png")
-                save(epoch + 1, None)
-            if stop.requested:
+            save(epoch + 1, None)
+            if stop_now():
                 raise KeyboardInterrupt
     return history
 
@@ -376,24 +400,20 @@ def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
 # ---------------------------------------------------------------------------------------------
 def run(config: TrainConfig) -> list[dict[str, float]]:
     """Build everything from ``config`` and train; resume from ``<out>/checkpoint.npz`` when asked."""
+    if config.distributed:  # one rank of `mpiexec -n N ... --distributed`
+        from minigrad.distributed.training import run_distributed
+
+        return run_distributed(config)
     out = Path(config.out)
     checkpoint = None
     if config.resume:
         checkpoint = load_checkpoint(out / "checkpoint.npz")  # fail before any slow set-up
-        saved = checkpoint["meta"]["config"] or {}
-        # The run's identity comes from the checkpoint; only how far to train may change (epochs=None:
-        # finish the original plan).
-        keep = {"epochs", "resume", "progress", "device", "threads", "out"}
-        given = {k: v for k, v in asdict(config).items() if k in keep and v is not None}
-        config = TrainConfig(**{**saved, **given})
-        planned = saved.get("epochs")
-        if planned is not None and config.epochs != planned and config.schedule != "constant":
-            # onecycle, cosine and step are laid out over the whole run: another length is another run.
-            raise CheckpointError(
-                f"the checkpoint's run was planned for {planned} epochs and its {config.schedule} schedule is laid "
-                f"out over that length; resume with --epochs {planned} (or without --epochs), or start a new run "
-                f"(only --schedule constant can be extended)"
-            )
+        config = resumed_config(config, checkpoint)
+        if config.distributed:  # the shards and each rank's random state are in the file: resume as started
+            ranks = (checkpoint["meta"]["loader"] or {}).get("world_size", "N")
+            raise CheckpointError(f"{out / 'checkpoint.npz'} was written by a data-parallel run over {ranks} ranks; "
+                                  f"resume it the same way: mpiexec -n {ranks} python -m minigrad train --distributed "
+                                  f"--resume --out {out}")
     if config.epochs is None:
         config = replace(config, epochs=TrainConfig.epochs)
     threads_note = _set_blas_threads(config)
@@ -421,6 +441,26 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
     return fit(model, train_loader, test_loader, optimizer, scheduler, epochs=config.epochs,
                aux_weight=config.aux_weight, label_smoothing=config.label_smoothing, out_dir=out, config=config,
                history=history, start_epoch=start_epoch, epoch_progress=partial, progress=config.progress)
+
+
+def resumed_config(config: TrainConfig, checkpoint: dict[str, Any]) -> TrainConfig:
+    """The config of a resumed run: the checkpoint's, with only how far to train and how to run it from
+    ``config``; a CheckpointError when ``config`` asks for another length of a schedule laid out over the run."""
+    saved = checkpoint["meta"]["config"] or {}
+    # The run's identity comes from the checkpoint; only how far to train may change (epochs=None:
+    # finish the original plan).
+    keep = {"epochs", "resume", "progress", "device", "threads", "out", "collective_timeout"}
+    given = {k: v for k, v in asdict(config).items() if k in keep and v is not None}
+    config = TrainConfig(**{**saved, **given})
+    planned = saved.get("epochs")
+    if planned is not None and config.epochs != planned and config.schedule != "constant":
+        # onecycle, cosine and step are laid out over the whole run: another length is another run.
+        raise CheckpointError(
+            f"the checkpoint's run was planned for {planned} epochs and its {config.schedule} schedule is laid "
+            f"out over that length; resume with --epochs {planned} (or without --epochs), or start a new run "
+            f"(only --schedule constant can be extended)"
+        )
+    return config
 
 
 def _set_blas_threads(config: TrainConfig) -> str:
@@ -478,6 +518,9 @@ def register_command(commands: Any) -> None:
         help="continue from <out>/checkpoint.npz (default: start a new run, replacing the files in --out)")
     add("--quiet", dest="progress", action="store_false",
         help="no progress bars or per-epoch lines (default: show them)")
+    from minigrad.distributed.training import add_arguments
+
+    add_arguments(parser, defaults)
     parser.set_defaults(handler=train_command)
 
 
@@ -495,7 +538,7 @@ def train_command(args: argparse.Namespace) -> int:
         return 1
     try:
         history = run(config)
-    except (CheckpointError, TrainingDiverged, DatasetUnavailable) as error:
+    except (CheckpointError, TrainingDiverged, DatasetUnavailable, DistributedError) as error:
         print(f"minigrad train: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -242,3 +242,21 @@ def test_model_conv_layers_are_recorded_from_the_model():
     # a timing ratio: present and finite on every fwd+bwd row (its sign is at the mercy of a busy machine when
     # each case runs once without warm-up, as here)
     assert all(math.isfinite(row.extra["bwd/fwd"]) for row in rows[1::2])
+
+
+def test_distributed_group_measures_one_and_two_processes():
+    """``--only distributed`` on toy sizes: images/s and efficiency per case; the 2-process cases where MPI is
+    installed (CI: MINIGRAD_REQUIRE_MPI=1 makes their absence a failure)."""
+    from benchmarks import bench_distributed
+
+    rows = bench_distributed.run(smoke=True)
+    with_mpi = bench_distributed._mpiexec() is not None
+    if not with_mpi and os.environ.get("MINIGRAD_REQUIRE_MPI", "") not in ("", "0"):
+        pytest.fail("MINIGRAD_REQUIRE_MPI=1 but mpi4py/mpiexec is missing: pip install -e '.[mpi]'")
+    assert [row.case.split(",")[0] for row in rows] == ["1 process x 1 thread", "1 process x 2 threads"] + (
+        ["2 processes x 1 thread"] * 2 if with_mpi else [])
+    for row in rows:
+        assert row.group == "distributed" and row.minigrad_ms > 0 and row.torch_ms is None
+        assert row.extra["img/s"] == pytest.approx(8 / row.minigrad_ms * 1e3, abs=0.051)  # rounded to 0.1
+    assert rows[0].extra["efficiency"] == "100%"
+    assert "distributed" in parse_arguments(["--only", "distributed"]).only

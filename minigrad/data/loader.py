@@ -25,7 +25,8 @@ from minigrad.tensor import Tensor
 class DataLoader:
     """Iterate over ``dataset`` in batches of ``(images (B, C, H, W) float32, labels (B,) int64)`` Tensors.
 
-    DataLoader(dataset, batch_size, shuffle=False, drop_last=False, transform=None, seed=None, device=None)
+    DataLoader(dataset, batch_size, shuffle=False, drop_last=False, transform=None, seed=None, device=None,
+               sampler=None)
 
     dataset:    a :class:`~minigrad.data.Dataset` (its ``get_batch`` gathers a whole batch at once), or any
                 object with ``__len__`` and ``__getitem__`` returning ``(image (C, H, W), label)``
@@ -35,6 +36,10 @@ class DataLoader:
                 applied to each batch on the CPU with the loader's generator
     seed:       seeds the generator (None: a fresh unpredictable seed)
     device:     where the Tensors are put, "cpu" (default) or "cuda"
+    sampler:    which dataset indices an epoch visits, in order (instead of ``shuffle``): any sized iterable
+                of ints, e.g. a :class:`~minigrad.distributed.DistributedSampler` (one rank's shard). A sampler
+                with ``set_epoch`` is told the epoch (0, 1, 2, ...) when each epoch starts; PyTorch leaves
+                that call to the training loop
 
     ``len(loader)`` is the number of batches per epoch.
     """
@@ -48,9 +53,14 @@ class DataLoader:
         transform: Callable[[numpy.ndarray, numpy.random.Generator], numpy.ndarray] | None = None,
         seed: int | None = None,
         device: str | None = None,
+        sampler: Any = None,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True exclude each other (the sampler chooses the "
+                             "order); shuffle with the sampler instead, e.g. DistributedSampler(shuffle=True)")
+        self.sampler = sampler
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
@@ -68,7 +78,7 @@ class DataLoader:
         self._resume: dict | None = None  # set by load_state_dict when a checkpoint stopped mid-epoch
 
     def __len__(self) -> int:
-        count = len(self.dataset)
+        count = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.drop_last:
             return count // self.batch_size
         return (count + self.batch_size - 1) // self.batch_size
@@ -91,6 +101,10 @@ class DataLoader:
         return self._batches(order, first_batch)
 
     def _draw_order(self) -> numpy.ndarray:
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(self.epoch - 1)  # self.epoch counts the epochs started, from 1
+            return numpy.fromiter(self.sampler, dtype=numpy.int64, count=len(self.sampler))
         count = len(self.dataset)
         if self.shuffle:
             return self.generator.permutation(count)
@@ -160,5 +174,5 @@ class DataLoader:
         return (
             f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)}, batch_size={self.batch_size}, "
             f"shuffle={self.shuffle}, drop_last={self.drop_last}, transform={self.transform!r}, "
-            f"device={self.device!r})"
+            f"device={self.device!r}" + ("" if self.sampler is None else f", sampler={self.sampler!r}") + ")"
         )

@@ -222,7 +222,8 @@ class _BatchNorm(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def check_input(self, x: Tensor) -> None:
+        """Raise a ValueError naming the layer and the shape when ``x`` cannot be normalised by it."""
         if x.ndim not in self.expected_ndim:
             raise ValueError(
                 f"{type(self).__name__}: expected a {' or '.join(f'{n}-D' for n in self.expected_ndim)} input, "
@@ -233,6 +234,9 @@ class _BatchNorm(Module):
                 f"{type(self).__name__}({self.num_features}): input of shape {x.shape} has {x.shape[1]} channels; "
                 f"use num_features={x.shape[1]} or fix the previous layer"
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
         use_batch_stats = self.training or self.running_mean is None
         updating = self.training and self.track_running_stats
         # Count the batch only once batch_norm has accepted it (torch counts first), so a refused batch
