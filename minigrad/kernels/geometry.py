@@ -77,8 +77,9 @@ def output_size(
     return out
 
 
-#: The same rule under the names the convolution and the pooling chapters use.
-conv_output_size = pool_output_size = output_size
+# The same rule under the names the convolution and the pooling chapters use.
+conv_output_size = output_size
+pool_output_size = output_size
 
 
 @dataclass(frozen=True)
