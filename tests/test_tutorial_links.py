@@ -1,4 +1,4 @@
-"""The tutorials' links into the source, with line anchors: ``[`conv2d_backward`](../minigrad/kernels/conv.py#L72-L99)``.
+"""The tutorials' links into the source, with line anchors: ``[`col2im`](../minigrad/kernels/im2col.py#L63-L83)``.
 
 Each link to a kernel function must carry a line anchor, the anchored lines must exist, and they must hold the
 definition of the name in the link text, so that a link cannot silently point at the wrong lines after the code
@@ -60,7 +60,8 @@ def link_problems(markdown: str, base: Path) -> list[str]:
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
 def test_anchored_links_land_on_the_definition_they_name(chapter):
     problems = link_problems(chapter.read_text(), chapter.parent)
-    assert not problems, f"{chapter.name}: " + "; ".join(problems) + " (python tests/test_tutorial_links.py fixes anchors)"
+    fix = " (python tests/test_tutorial_links.py sets the anchors)"
+    assert not problems, f"{chapter.name}: " + "; ".join(problems) + fix
 
 
 def test_the_chapters_link_their_formulas_to_the_reference_kernels_with_anchors():
