@@ -159,8 +159,8 @@ def test_the_harness_catches_a_kernel_that_allocates_with_numpy(simulated_gpu, m
         padded[:, :, top : top + h, left : left + w] = backend.to_numpy(x)
         return padded
 
-    monkeypatch.setattr(im2col, "pad", pad_on_the_host)
-    monkeypatch.setattr(fast_im2col, "pad", pad_on_the_host)
+    monkeypatch.setattr(im2col, "pad_input", pad_on_the_host)
+    monkeypatch.setattr(fast_im2col, "pad_input", pad_on_the_host)
     x, weight = minigrad.randn(1, 2, 5, 5), minigrad.randn(3, 2, 3, 3)
     F.conv2d(x, weight, padding=1)  # fine on the CPU
     with pytest.raises((TypeError, ValueError), match="numpy.ndarray"):

@@ -28,7 +28,7 @@ from minigrad.kernels.geometry import (
     check_grad_shape,
     crop,
     kernel_taps,
-    pad,
+    pad_input,
     pool_window_geometry,
     tap_slice,
 )
@@ -99,7 +99,7 @@ def avg_pool2d_forward(
         rows = avg_divisor_1d(xp, geometry, 0, count_include_pad)
         cols = avg_divisor_1d(xp, geometry, 1, count_include_pad)
         divisor = (rows[:, None] * cols[None, :]).astype(x.dtype)  # (OH, OW), broadcasts over N and C
-    x_padded = pad(batched, geometry)
+    x_padded = pad_input(batched, geometry)
     total = xp.zeros((*batched.shape[:2], *geometry.out_size), dtype=x.dtype)
     for _, i, j in kernel_taps(geometry):
         total += tap_slice(x_padded, i, j, geometry)

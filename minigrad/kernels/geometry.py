@@ -175,7 +175,7 @@ def pool_window_geometry(
     return WindowGeometry(kernel, stride, pads, dilation, in_size, out_size)
 
 
-def pad(x: Any, geometry: WindowGeometry, fill: float = 0.0) -> Any:
+def pad_input(x: Any, geometry: WindowGeometry, fill: float = 0.0) -> Any:
     """``x: (N, C, H, W)`` inside a (N, C, Hp, Wp) array of ``fill`` (:attr:`WindowGeometry.padded_size`);
     ``x`` itself when there is nothing to pad."""
     if geometry.padded_size == geometry.in_size:
@@ -190,7 +190,7 @@ def pad(x: Any, geometry: WindowGeometry, fill: float = 0.0) -> Any:
 
 
 def crop(padded: Any, geometry: WindowGeometry) -> Any:
-    """Undo :func:`pad`: the (N, C, H, W) interior of a padded array (a view)."""
+    """Undo :func:`pad_input`: the (N, C, H, W) interior of a padded array (a view)."""
     (top, _), (left, _) = geometry.pads
     height, width = geometry.in_size
     return padded[:, :, top : top + height, left : left + width]

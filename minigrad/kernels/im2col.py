@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad import backend
-from minigrad.kernels.geometry import WindowGeometry, crop, kernel_taps, pad, tap_slice, window_geometry
+from minigrad.kernels.geometry import WindowGeometry, crop, kernel_taps, pad_input, tap_slice, window_geometry
 
 
 def columns_shape(x_shape: tuple, geometry: WindowGeometry) -> tuple[int, int]:
@@ -53,7 +53,7 @@ def im2col(x: Any, kernel_size: Any, stride: Any = 1, padding: Any = 0, dilation
     geometry = window_geometry(x.shape, kernel_size, stride, padding, dilation, op="im2col")
     n, c = x.shape[:2]
     (kernel_h, kernel_w), (out_h, out_w) = geometry.kernel, geometry.out_size
-    x_padded = pad(x, geometry)
+    x_padded = pad_input(x, geometry)
     cols = backend.xp_of(x).empty((c, kernel_h, kernel_w, n, out_h, out_w), dtype=x.dtype)
     for _, i, j in kernel_taps(geometry):
         cols[:, i, j] = tap_slice(x_padded, i, j, geometry).transpose(1, 0, 2, 3)  # (N, C, ..) -> (C, N, ..)

@@ -25,7 +25,7 @@ from minigrad.kernels.geometry import (
     check_grad_shape,
     crop,
     kernel_taps,
-    pad,
+    pad_input,
     pool_window_geometry,
     tap_slice,
 )
@@ -55,7 +55,7 @@ def max_pool2d_forward(
     geometry = pool_window_geometry("max_pool2d", batched.shape, kernel_size, stride, padding, dilation,
                                     ceil_mode)
     xp = backend.xp_of(x)
-    x_padded = pad(batched, geometry, fill=-float("inf"))
+    x_padded = pad_input(batched, geometry, fill=-float("inf"))
     out = xp.full((*batched.shape[:2], *geometry.out_size), -float("inf"), dtype=x.dtype)
     argmax = xp.zeros(out.shape, dtype=xp.int64)
     for tap, i, j in kernel_taps(geometry):

@@ -27,7 +27,7 @@ from minigrad.kernels.geometry import (
     check_grad_shape,
     crop,
     kernel_taps,
-    pad,
+    pad_input,
     pool_window_geometry,
     tap_slice,
 )
@@ -137,7 +137,7 @@ def _average_by_taps(
         divisor = (rows[:, None] * cols[None, :]).astype(x.dtype)  # (OH, OW), broadcasts over N and C
     total = xp.empty(x.shape[:2] + geometry.out_size, dtype=x.dtype)
     for batch in batch_chunks(total):
-        padded = pad(x[batch], geometry, fill=0.0)
+        padded = pad_input(x[batch], geometry, fill=0.0)
         window_sum = total[batch]  # a view: summing into it fills `total`
         for position, i, j in kernel_taps(geometry):
             if position == 0:

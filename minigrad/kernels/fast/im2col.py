@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minigrad import backend
-from minigrad.kernels.geometry import WindowGeometry, pad, window_geometry
+from minigrad.kernels.geometry import WindowGeometry, pad_input, window_geometry
 from minigrad.kernels.im2col import check_columns, columns_shape
 
 
@@ -50,7 +50,7 @@ def im2col_into(x: Any, geometry: WindowGeometry, cols: Any) -> Any:
     # All windows of the full (dilated) kernel span, one per pixel: (N, C, H', W', span_h, span_w). Taking
     # every stride-th window and every dilation-th tap inside a window leaves (N, C, H_out, W_out, kH, kW).
     span = (dilation_h * (kernel_h - 1) + 1, dilation_w * (kernel_w - 1) + 1)
-    windows = backend.sliding_window_view(pad(x, geometry), span, axis=(2, 3))
+    windows = backend.sliding_window_view(pad_input(x, geometry), span, axis=(2, 3))
     windows = windows[:, :, ::stride_h, ::stride_w, ::dilation_h, ::dilation_w]
     cols.reshape(c, kernel_h, kernel_w, n, out_h, out_w)[...] = windows.transpose(1, 4, 5, 0, 2, 3)
     return cols

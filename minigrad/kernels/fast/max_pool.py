@@ -29,7 +29,7 @@ from minigrad.kernels.geometry import (
     check_grad_shape,
     crop,
     kernel_taps,
-    pad,
+    pad_input,
     pool_window_geometry,
     tap_slice,
 )
@@ -67,7 +67,7 @@ def max_pool2d_forward(
 def _max_pool_chunk(x: Any, geometry: WindowGeometry, best: Any, argmax: Any) -> None:
     """Fill ``best`` (n, C, OH, OW) with the window maxima of x: (n, C, H, W) and ``argmax`` with their taps."""
     xp = backend.xp_of(x)
-    padded = pad(x, geometry, fill=-float("inf"))
+    padded = pad_input(x, geometry, fill=-float("inf"))
     if geometry.stride == (1, 1):
         _max_pool_stride_1(padded, geometry, best, argmax)
     else:
