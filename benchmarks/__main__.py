@@ -77,8 +77,10 @@ def machine_header(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": threads,
         # Set on some machines to work around old OpenBLAS bugs; they choose (and can slow) numpy's kernels.
+        # MINIGRAD_KERNELS=reference times the reference kernels instead of the fast ones.
         "environment": {name: os.environ.get(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                                  "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+                                                                  "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                                  "MINIGRAD_KERNELS", "MINIGRAD_CUDA_KERNELS")},
         "gemm_ceiling": ceiling,
         "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
     }

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from minigrad.kernels import conv
+from minigrad.kernels.fast import conv  # the kernels training runs (minigrad.kernels.conv: the reference)
 
 # (name, batch, C_in, H=W, C_out, kernel, padding)
 SHAPES = [

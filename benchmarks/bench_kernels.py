@@ -172,18 +172,19 @@ def model_conv_cases(batch: int = BATCH, smoke: bool = False) -> list[KernelCase
     """One case per distinct convolution that the CIFAR-stem GoogLeNet runs (full width, batch 32; width 1/16,
     batch 2 with ``smoke``), in the order the model first runs them.
 
-    The shapes are not listed by hand: one forward pass records every ``conv2d_forward`` call (so the stacked
+    The shapes are not listed by hand: one forward pass records every ``conv2d_forward`` call the functional
+    layer makes through the kernels' dispatch point (so the stacked
     1x1 convolutions of each block appear as the one wider conv the model really runs). Issue 7's target is
     for each of them: backward at most twice its own forward.
     """
     import minigrad
-    from minigrad.kernels import conv
+    from minigrad.kernels import dispatch
     from minigrad.models import inception_v1
 
     width, batch = (0.0625, 2) if smoke else (1.0, batch)
     model = inception_v1(num_classes=10, stem="cifar", width=width, seed=0).eval()
     shapes: dict[tuple[int, int, int, int], None] = {}  # (C_in, C_out, kernel, size), insertion-ordered
-    original = conv.conv2d_forward
+    original = dispatch.conv2d_forward
 
     def record(x, weight, bias=None, stride=1, padding=0, *args, **kwargs):
         kernel = weight.shape[2]
@@ -193,12 +194,12 @@ def model_conv_cases(batch: int = BATCH, smoke: bool = False) -> list[KernelCase
         shapes.setdefault((x.shape[1], weight.shape[0], kernel, x.shape[2]), None)
         return original(x, weight, bias, stride, padding, *args, **kwargs)
 
-    conv.conv2d_forward = record
+    dispatch.conv2d_forward = record
     try:
         with minigrad.no_grad():
             model(minigrad.zeros(1, 3, 32, 32))
     finally:
-        conv.conv2d_forward = original
+        dispatch.conv2d_forward = original
     return [conv_case(c_in, c_out, kernel, size, batch, input_grad=c_in != 3, label=" (stem)" if c_in == 3 else "")
             for c_in, c_out, kernel, size in shapes]
 

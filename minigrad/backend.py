@@ -3,7 +3,10 @@
 Every other module asks this one for its array module (``xp``) instead of
 importing NumPy or CuPy itself, so the same code runs on the CPU and on a GPU
 (Chainer calls this ``get_array_module``). CuPy is imported lazily: a machine
-without it, or without a GPU, can still use every CPU feature.
+without it, or without a GPU, can still use every CPU feature. Where the best
+way to do something differs by device, a function here says so by what it does
+(:func:`scatter_add_is_deterministic`, :func:`prefers_cache_sized_chunks`), so
+no kernel compares device names.
 
     >>> xp = get_xp("cpu")          # numpy
     >>> xp = xp_of(some_array)      # numpy or cupy, whichever owns the array
@@ -214,6 +217,33 @@ def synchronize(device: str) -> None:
     them only after this). A no-op on the CPU."""
     if check_device(device) == "cuda":
         _import_cupy().cuda.get_current_stream().synchronize()
+
+
+# ---------------------------------------------------------------------------
+# What a kernel may ask about a device, instead of comparing device names itself.
+# ---------------------------------------------------------------------------
+def supports_raw_kernels(array: Any) -> bool:
+    """Whether hand-written CUDA C kernels (:func:`raw_kernel`) can run on ``array``: True for CuPy arrays."""
+    return is_cupy_array(array)
+
+
+def scatter_add_is_deterministic(array: Any) -> bool:
+    """Whether :func:`scatter_add` into arrays like ``array`` adds repeated indices in a fixed order.
+
+    True on the CPU (``numpy.add.at`` adds in index order). False on a GPU: there it is one atomic add per
+    value, and atomic adds to one element land in any order, so float sums change in the last bits from run
+    to run.
+    """
+    return not is_cupy_array(array)
+
+
+def prefers_cache_sized_chunks(array: Any) -> bool:
+    """Whether a loop of passes over ``array`` runs faster on a few samples at a time than on the whole batch.
+
+    True on the CPU: a chunk that fits in the cache is read from there on every pass, the whole batch from
+    main memory. False on a GPU: each pass over a chunk is a kernel launch, and fewer, larger ones are faster.
+    """
+    return not is_cupy_array(array)
 
 
 _raw_kernels: dict[tuple[str, str], Any] = {}

@@ -815,7 +815,7 @@ def install(monkeypatch: Any) -> None:
     import sys
 
     from minigrad import backend
-    from minigrad.kernels import conv
+    from minigrad.kernels.fast import conv
 
     monkeypatch.setattr(backend, "_cupy", cupy)
     monkeypatch.setattr(backend, "_cupy_error", None)

@@ -146,18 +146,21 @@ def test_simulation_behaves_like_cupy_where_it_differs_from_numpy(simulated_gpu)
 
 
 def test_the_harness_catches_a_kernel_that_allocates_with_numpy(simulated_gpu, monkeypatch):
-    """The classic GPU bug, planted in im2col's padding: ``numpy.zeros`` where ``backend.xp_of(x).zeros`` belongs.
-    The CPU path cannot tell the difference; on the simulated GPU conv2d must fail, as it would on a real one."""
+    """The classic GPU bug, planted in im2col's padding (the reference's and the fast one's): ``numpy.zeros`` where
+    ``backend.xp_of(x).zeros`` belongs. The CPU path cannot tell the difference; on the simulated GPU conv2d must
+    fail, as it would on a real one."""
     from minigrad.kernels import im2col
+    from minigrad.kernels.fast import im2col as fast_im2col
 
-    def pad_on_the_host(x, pads):
-        (top, bottom), (left, right) = pads
+    def pad_on_the_host(x, geometry, fill=0.0):
+        (top, _), (left, _) = geometry.pads
         n, c, h, w = x.shape
-        padded = numpy.zeros((n, c, top + h + bottom, left + w + right), dtype=x.dtype)
+        padded = numpy.zeros((n, c, *geometry.padded_size), dtype=x.dtype)
         padded[:, :, top : top + h, left : left + w] = backend.to_numpy(x)
         return padded
 
     monkeypatch.setattr(im2col, "pad_input", pad_on_the_host)
+    monkeypatch.setattr(fast_im2col, "pad_input", pad_on_the_host)
     x, weight = minigrad.randn(1, 2, 5, 5), minigrad.randn(3, 2, 3, 3)
     F.conv2d(x, weight, padding=1)  # fine on the CPU
     with pytest.raises((TypeError, ValueError), match="numpy.ndarray"):
@@ -579,13 +582,14 @@ def test_gradcheck_on_cuda(simulated_gpu):
 
 
 def test_hand_written_cuda_kernels_are_reached_and_refused(simulated_gpu, monkeypatch):
-    """With MINIGRAD_CUDA_KERNELS=1 im2col goes to the compiled CUDA C, which the simulation cannot run: it must
-    say so rather than quietly take the array path."""
-    pytest.importorskip("minigrad.kernels.cuda_im2col")
+    """With MINIGRAD_CUDA_KERNELS=1 the fast conv2d's im2col goes to the compiled CUDA C, which the simulation
+    cannot run: it must say so rather than quietly take the array path."""
+    from minigrad import kernels
+
     monkeypatch.setenv("MINIGRAD_CUDA_KERNELS", "1")
     x = minigrad.randn(1, 2, 5, 5, device="cuda")
     w = minigrad.randn(3, 2, 3, 3, device="cuda")
-    with pytest.raises(sim.NotSimulatedError, match="RawKernel"):
+    with kernels.use("fast"), pytest.raises(sim.NotSimulatedError, match="RawKernel"):
         F.conv2d(x, w, padding=1)
 
 

@@ -15,7 +15,8 @@ What a chapter can rely on (the runner sets it up before the first block):
   ``tutorials/figures/``; a notebook opened from ``tutorials/`` sees the same;
 - ``FIGURES``: a ``pathlib.Path`` to ``tutorials/figures/`` (created), already in the namespace;
 - matplotlib uses the non-interactive Agg backend (``plt.show()`` is not needed: save figures);
-- fixed seeds: ``minigrad.manual_seed(0)``, ``numpy.random.seed(0)``, ``random.seed(0)``.
+- fixed seeds: ``minigrad.manual_seed(0)``, ``numpy.random.seed(0)``, ``random.seed(0)``;
+- a chapter may choose the kernels (``minigrad.kernels.use("fast")``): the choice ends with the chapter.
 
 Block markers (words after ``python`` on the fence line):
 
@@ -119,20 +120,23 @@ def run_chapter(path: Path, namespace: dict[str, Any] | None = None) -> dict[str
     """
     import matplotlib.pyplot as plt
 
+    from minigrad import kernels
+
     path = Path(path).resolve()
     namespace = _setup_namespace(path) if namespace is None else namespace
     previous_directory = os.getcwd()
     os.chdir(path.parent)
     try:
-        for block in parse_blocks(path.read_text()):
-            if "no-run" in block.markers:
-                continue
-            try:
-                # Padding with blank lines makes the line numbers of the code those of the .md file.
-                code = compile("\n" * (block.first_line - 1) + block.source, str(path), "exec")
-                exec(code, namespace)
-            except Exception as error:
-                raise ChapterError(_describe_failure(path, block, error)) from error
+        with kernels.use(kernels.mode()):  # the mode as it is now: a chapter's own choice ends with it
+            for block in parse_blocks(path.read_text()):
+                if "no-run" in block.markers:
+                    continue
+                try:
+                    # Padding with blank lines makes the line numbers of the code those of the .md file.
+                    code = compile("\n" * (block.first_line - 1) + block.source, str(path), "exec")
+                    exec(code, namespace)
+                except Exception as error:
+                    raise ChapterError(_describe_failure(path, block, error)) from error
     finally:
         os.chdir(previous_directory)
         plt.close("all")

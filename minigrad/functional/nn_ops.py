@@ -1,7 +1,8 @@
 """The layers' differentiable ops: conv2d, pooling, batch_norm, dropout, cat, split.
 
-Each Function here is a thin wrapper: its forward and backward call the hand-written kernels in
-:mod:`minigrad.kernels`, which hold the actual algorithms. Argument names and defaults are PyTorch's.
+Each Function here is a thin wrapper: its forward and backward call the hand-written kernels through
+:mod:`minigrad.kernels.dispatch`, which runs the reference or the fast version of each. The kernels hold
+the actual algorithms. Argument names and defaults are PyTorch's.
 """
 
 from __future__ import annotations
@@ -9,21 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from minigrad import backend
 from minigrad.autograd import Function
-from minigrad.kernels import avg_pool, batchnorm, concat, conv, max_pool
-from minigrad.kernels import dropout as dropout_kernels
+from minigrad.kernels import dispatch as kernels
 from minigrad.tensor import Tensor
 
 
 # ----- convolution ----------------------------------------------------------------------------
 class Conv2d(Function):
     def forward(self, x: Any, weight: Any, bias: Any, **options: Any) -> Any:
-        out, self.ctx = conv.conv2d_forward(x, weight, bias, **options)
+        out, self.ctx = kernels.conv2d_forward(x, weight, bias, **options)
         return out
 
     def backward(self, grad: Any) -> tuple:
-        return conv.conv2d_backward(grad, self.ctx, *self.needs_input_grad)
+        return kernels.conv2d_backward(grad, self.ctx, *self.needs_input_grad)
 
 
 def conv2d(
@@ -38,29 +37,29 @@ def conv2d(
 # ----- pooling --------------------------------------------------------------------------------
 class MaxPool2d(Function):
     def forward(self, x: Any, **options: Any) -> Any:
-        out, self.ctx = max_pool.max_pool2d_forward(x, **options)
+        out, self.ctx = kernels.max_pool2d_forward(x, **options)
         return out
 
     def backward(self, grad: Any) -> Any:
-        return max_pool.max_pool2d_backward(grad, self.ctx)
+        return kernels.max_pool2d_backward(grad, self.ctx)
 
 
 class AvgPool2d(Function):
     def forward(self, x: Any, **options: Any) -> Any:
-        out, self.ctx = avg_pool.avg_pool2d_forward(x, **options)
+        out, self.ctx = kernels.avg_pool2d_forward(x, **options)
         return out
 
     def backward(self, grad: Any) -> Any:
-        return avg_pool.avg_pool2d_backward(grad, self.ctx)
+        return kernels.avg_pool2d_backward(grad, self.ctx)
 
 
 class AdaptiveAvgPool2d(Function):
     def forward(self, x: Any, output_size: Any) -> Any:
-        out, self.ctx = avg_pool.adaptive_avg_pool2d_forward(x, output_size)
+        out, self.ctx = kernels.adaptive_avg_pool2d_forward(x, output_size)
         return out
 
     def backward(self, grad: Any) -> Any:
-        return avg_pool.adaptive_avg_pool2d_backward(grad, self.ctx)
+        return kernels.adaptive_avg_pool2d_backward(grad, self.ctx)
 
 
 def max_pool2d(
@@ -89,12 +88,12 @@ def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:
 # ----- batch norm -----------------------------------------------------------------------------
 class BatchNorm(Function):
     def forward(self, x: Any, gamma: Any, beta: Any, **options: Any) -> Any:
-        out, self.ctx = batchnorm.batch_norm_forward(x, gamma, beta, **options)
+        out, self.ctx = kernels.batch_norm_forward(x, gamma, beta, **options)
         return out
 
     def backward(self, grad: Any) -> tuple:
         need_x, need_gamma, need_beta = self.needs_input_grad
-        grad_x, grad_gamma, grad_beta = batchnorm.batch_norm_backward(
+        grad_x, grad_gamma, grad_beta = kernels.batch_norm_backward(
             grad, self.ctx, need_input_grad=need_x, need_affine_grad=need_gamma or need_beta
         )
         return grad_x, grad_gamma if need_gamma else None, grad_beta if need_beta else None
@@ -125,12 +124,11 @@ def batch_norm(
 # ----- dropout --------------------------------------------------------------------------------
 class Dropout(Function):
     def forward(self, x: Any, p: float, training: bool, generator: Any) -> Any:
-        out, self.mask = dropout_kernels.dropout_forward(x, p, training, generator)
-        self.p = p
+        out, self.ctx = kernels.dropout_forward(x, p, training, generator)
         return out
 
     def backward(self, grad: Any) -> Any:
-        return dropout_kernels.dropout_backward(grad, self.mask, self.p)
+        return kernels.dropout_backward(grad, self.ctx)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any = None) -> Tensor:
@@ -143,21 +141,21 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
 class Cat(Function):
     def forward(self, *xs: Any, dim: int) -> Any:
         self.dim, self.sizes = dim, [x.shape[dim] for x in xs]
-        return concat.concat(list(xs), dim)
+        return kernels.concat(list(xs), dim)
 
     def backward(self, grad: Any) -> tuple:
-        return tuple(concat.concat_backward(grad, self.sizes, self.dim))
+        return tuple(kernels.concat_backward(grad, self.sizes, self.dim))
 
 
 class Split(Function):
     def forward(self, x: Any, split_size_or_sections: Any, dim: int) -> tuple:
         self.dim, self.like = dim, x
-        pieces = concat.split(x, split_size_or_sections, dim)
+        pieces = kernels.split(x, split_size_or_sections, dim)
         self.sizes = [piece.shape[dim] for piece in pieces]
         return tuple(pieces)
 
     def backward(self, *grads: Any) -> Any:
-        return concat.split_backward(list(grads), self.sizes, self.dim, self.like)
+        return kernels.split_backward(list(grads), self.sizes, self.dim, self.like)
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -179,4 +177,3 @@ def split(tensor: Tensor, split_size_or_sections: int | Sequence[int], dim: int 
 __all__ = [
     "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "cat", "conv2d", "dropout", "max_pool2d", "split",
 ]
-_ = backend  # the kernels pick the array module; nothing here needs it directly

@@ -10,11 +10,10 @@ spatial positions), then scaled and shifted by learned ``gamma[c]`` and ``beta[c
 
 In training the batch statistics are used and folded into running averages; in evaluation the running
 averages are used instead, so the output of a sample no longer depends on the rest of its batch.
+Inputs may be (N, C), (N, C, L) or (N, C, H, W): the sums run over every axis but the channels' (axis 1).
 
-Every array is viewed as ``(N, C, S)`` with ``S`` the number of spatial positions (1 for ``(N, C)``
-inputs), so one code path serves 2-D, 3-D and 4-D inputs and every per-channel sum is a reduction over
-axes 0 and 2. Sums go through ``einsum``: ``"ncs->c"`` and ``"ncs,ncs->c"`` read their inputs once and
-build no temporary array (``(dy * centered).sum()`` would write a whole product array first).
+These are the reference kernels. The fast ones (:mod:`minigrad.kernels.fast.batchnorm`: fewer passes over
+memory, no stored ``x_hat``) give the same numbers.
 """
 
 from __future__ import annotations
@@ -25,25 +24,23 @@ from typing import Any
 from minigrad import backend
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchNormContext:
-    """What the backward pass needs from the forward pass.
+    """What :func:`batch_norm_backward` needs from the forward pass.
 
-    centered: (N, C, S) the input minus the mean it was normalised with (``x_hat = centered * inv_std``);
-    inv_std: (C,) ``1 / sqrt(var + eps)``; gamma: (C,) or None; has_beta: whether a shift was applied;
-    used_batch_stats: True when the statistics came from the batch (so they depend on ``x``);
-    input_shape: the shape of ``x``, to give ``grad_x`` back in it.
+    x_hat: the normalised input (the shape of x); inv_std: (C,) ``1 / sqrt(var + eps)``; gamma: (C,) or None;
+    has_beta: whether a shift was applied; used_batch_stats: True when the statistics came from the batch
+    (so they depend on ``x``).
     """
 
-    centered: Any
+    x_hat: Any
     inv_std: Any
     gamma: Any
     has_beta: bool
     used_batch_stats: bool
-    input_shape: tuple
 
 
-def _check_inputs(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any) -> None:
+def check_batch_norm_inputs(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any) -> None:
     """Raise a ValueError naming the shapes when batch_norm cannot be applied to these arrays."""
     if x.ndim not in (2, 3, 4):
         raise ValueError(
@@ -66,15 +63,24 @@ def _check_inputs(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var:
         )
 
 
-def _per_channel(values: Any, spatial: int) -> Any:
-    """Spread per-channel values (C,) over a contiguous (C, S) block, ready to broadcast against (N, C, S).
+def check_batch_size(x: Any) -> None:
+    """Raise torch's error when a channel has a single value: its batch variance would be 0 / 0."""
+    if x.size // x.shape[1] == 1:
+        raise ValueError(
+            f"batch_norm: Expected more than 1 value per channel when training, got input of shape "
+            f"{tuple(x.shape)}; use a batch of at least 2 (or spatial size > 1), or call eval()"
+        )
 
-    Why not ``values[:, None]``? NumPy then runs N*C inner loops of only S values each (64 at 8x8), and
-    the loop overhead dominates; against a contiguous (C, S) block it fuses C and S into one long loop.
-    This measured 1.3-2x faster per elementwise pass; the block costs only 1/N of the array's memory.
-    """
-    xp = backend.xp_of(values)
-    return xp.ascontiguousarray(xp.broadcast_to(values[:, None], (values.shape[0], spatial)))
+
+def update_running_stats(running_mean: Any, running_var: Any, mean: Any, var: Any, count: int,
+                         momentum: float | None, num_batches_tracked: int) -> None:
+    """PyTorch's running averages, IN PLACE: ``r = (1 - momentum) * r + momentum * batch_stat``, the variance
+    folded in being the *unbiased* one, ``var * m / (m - 1)``; ``momentum=None``: factor 1/num_batches_tracked."""
+    factor = 1.0 / num_batches_tracked if momentum is None else momentum
+    running_mean *= 1 - factor
+    running_mean += factor * mean
+    running_var *= 1 - factor
+    running_var += factor * (count / (count - 1)) * var
 
 
 def batch_norm_forward(
@@ -94,49 +100,29 @@ def batch_norm_forward(
     running_mean, running_var: (C,) arrays, updated IN PLACE in training, or both None (then the batch
     statistics are always used, as torch does with ``track_running_stats=False``).
     Returns ``(out, ctx)``: out has the shape and dtype of ``x``; ctx feeds :func:`batch_norm_backward`.
-
-    Running statistics follow PyTorch: ``r = (1 - momentum) * r + momentum * batch_stat`` where the
-    variance folded in is the *unbiased* one, ``var * m / (m - 1)``. ``momentum=None`` gives a
-    cumulative average, factor ``1 / num_batches_tracked`` (the caller counts this batch in first).
+    ``momentum=None`` gives a cumulative average, factor ``1 / num_batches_tracked`` (the caller counts this
+    batch in first).
     """
-    _check_inputs(x, gamma, beta, running_mean, running_var)
+    check_batch_norm_inputs(x, gamma, beta, running_mean, running_var)
     xp = backend.xp_of(x)
-    batch, channels = x.shape[:2]
-    x3 = x.reshape(batch, channels, -1)  # (N, C, S): a view when x is contiguous
-    spatial = x3.shape[2]
-    count = batch * spatial  # m: values per channel
+    axes = (0, *range(2, x.ndim))  # every axis but the channels
+    per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # (C,) values shaped to broadcast against x
     use_batch_stats = training or running_mean is None
-
     if use_batch_stats:
-        if count == 1:
-            raise ValueError(
-                f"batch_norm: Expected more than 1 value per channel when training, got input of shape "
-                f"{tuple(x.shape)}; use a batch of at least 2 (or spatial size > 1), or call eval()"
-            )
-        mean = xp.einsum("ncs->c", x3) / count
-        # Two passes (mean first, then squares of the centred values) rather than E[x^2] - mean^2,
-        # which loses every digit in float32 when |mean| is large next to the spread.
-        centered = x3 - _per_channel(mean, spatial)
-        var = xp.einsum("ncs,ncs->c", centered, centered) / count  # biased: divides by m
+        check_batch_size(x)
+        mean = x.mean(axis=axes)
+        var = ((x - mean.reshape(per_channel)) ** 2).mean(axis=axes)  # biased: divides by m
         if training and running_mean is not None:
-            factor = 1.0 / num_batches_tracked if momentum is None else momentum
-            running_mean *= 1 - factor
-            running_mean += factor * mean
-            running_var *= 1 - factor
-            running_var += factor * (count / (count - 1)) * var  # unbiased variance
+            update_running_stats(running_mean, running_var, mean, var, x.size // x.shape[1], momentum,
+                                 num_batches_tracked)
     else:
         mean, var = running_mean, running_var
-        centered = x3 - _per_channel(mean, spatial)
-
     inv_std = 1 / xp.sqrt(var + eps)
-    # out = gamma * centered * inv_std + beta: scale first folds gamma and inv_std into one per-channel
-    # factor, so the whole array is multiplied once and x_hat itself is never stored.
-    scale = inv_std if gamma is None else gamma * inv_std
-    out = centered * _per_channel(scale, spatial)
+    x_hat = (x - mean.reshape(per_channel)) * inv_std.reshape(per_channel)
+    out = x_hat if gamma is None else gamma.reshape(per_channel) * x_hat
     if beta is not None:
-        out += _per_channel(beta, spatial)
-    ctx = BatchNormContext(centered, inv_std, gamma, beta is not None, use_batch_stats, tuple(x.shape))
-    return out.reshape(x.shape), ctx
+        out = out + beta.reshape(per_channel)
+    return out, BatchNormContext(x_hat, inv_std, gamma, beta is not None, use_batch_stats)
 
 
 def batch_norm_backward(
@@ -162,30 +148,21 @@ def batch_norm_backward(
     4. Put g = gamma * dy back:  dx = (gamma * inv_std / m) * (m * dy - sum(dy) - x_hat * sum(dy * x_hat)).
 
     In evaluation mean and inv_std are constants, so only step 1 remains: dx = dy * gamma * inv_std.
-    The code uses x_hat = centered * inv_std to avoid storing x_hat, and spends three passes on dx.
     """
-    xp = backend.xp_of(grad_out)
-    centered, inv_std = ctx.centered, ctx.inv_std
-    dy = grad_out.reshape(centered.shape)
-    spatial = centered.shape[2]
-    count = centered.shape[0] * spatial
-    scale = inv_std if ctx.gamma is None else ctx.gamma * inv_std  # gamma * inv_std
-
-    need_gamma = need_affine_grad and ctx.gamma is not None
-    need_beta = need_affine_grad and ctx.has_beta
-    need_sums = need_gamma or need_beta or (need_input_grad and ctx.used_batch_stats)
-    if need_sums:
-        sum_dy = xp.einsum("ncs->c", dy)
-        sum_dy_x_hat = xp.einsum("ncs,ncs->c", dy, centered) * inv_std
-
+    x_hat, dy = ctx.x_hat, grad_out
+    axes = (0, *range(2, x_hat.ndim))
+    per_channel = (1, x_hat.shape[1]) + (1,) * (x_hat.ndim - 2)
+    count = x_hat.size // x_hat.shape[1]  # m
+    scale = ctx.inv_std if ctx.gamma is None else ctx.gamma * ctx.inv_std  # gamma * inv_std
+    sum_dy = dy.sum(axis=axes)
+    sum_dy_x_hat = (dy * x_hat).sum(axis=axes)
     grad_x = None
     if need_input_grad:
-        grad_x = dy * _per_channel(scale, spatial)
         if ctx.used_batch_stats:
-            # (scale / m) * (m*dy - sum_dy - x_hat * sum_dy_x_hat), with x_hat = centered * inv_std
-            grad_x -= centered * _per_channel(scale * inv_std * sum_dy_x_hat / count, spatial)
-            grad_x -= _per_channel(scale * sum_dy / count, spatial)
-        grad_x = grad_x.reshape(ctx.input_shape)
-    grad_gamma = sum_dy_x_hat if need_gamma else None
-    grad_beta = sum_dy if need_beta else None
+            grad_x = (scale / count).reshape(per_channel) * (
+                count * dy - sum_dy.reshape(per_channel) - x_hat * sum_dy_x_hat.reshape(per_channel))
+        else:
+            grad_x = dy * scale.reshape(per_channel)
+    grad_gamma = sum_dy_x_hat if need_affine_grad and ctx.gamma is not None else None
+    grad_beta = sum_dy if need_affine_grad and ctx.has_beta else None
     return grad_x, grad_gamma, grad_beta

@@ -2,6 +2,8 @@
 
 The check_* helpers take a ``device``: inputs are made with NumPy, moved there for the kernels, and the
 results (and the kernels' saved argmax) brought back to NumPy to be compared with torch's (CPU) results.
+They check the reference kernels unless ``kernels`` names another module with the same functions (the fast
+one, minigrad.kernels.fast.max_pool / avg_pool).
 """
 
 import numpy as np
@@ -10,14 +12,8 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, assume
 from hypothesis import strategies as st
 
-from minigrad.kernels.avg_pool import (
-    adaptive_avg_pool2d_backward,
-    adaptive_avg_pool2d_forward,
-    avg_pool2d_backward,
-    avg_pool2d_forward,
-)
-from minigrad.kernels.max_pool import max_pool2d_backward, max_pool2d_forward
-from minigrad.kernels.pool_geometry import pool_output_size
+from minigrad.kernels import avg_pool, max_pool
+from minigrad.kernels.geometry import pool_output_size
 from minigrad.testing.tolerance import assert_close
 from tests.kernels import back, on
 
@@ -49,25 +45,26 @@ def assert_matches(ours, theirs, dtype, what=""):
 
 
 # The check_* helpers run the kernels on ``device``; ``x`` is a NumPy array or one already on that device.
-def check_max_pool(x, device="cpu", **kwargs):
+def check_max_pool(x, device="cpu", kernels=max_pool, **kwargs):
     expected_out, expected_grad, grad_out = torch_reference(F.max_pool2d, back(x), **kwargs)
-    out, ctx = max_pool2d_forward(on(device, x), **kwargs)
+    out, ctx = kernels.max_pool2d_forward(on(device, x), **kwargs)
     assert_matches(back(out), expected_out, x.dtype.type)
-    assert_matches(back(max_pool2d_backward(on(device, grad_out), ctx)), expected_grad, x.dtype.type)
+    assert_matches(back(kernels.max_pool2d_backward(on(device, grad_out), ctx)), expected_grad, x.dtype.type)
 
 
-def check_avg_pool(x, device="cpu", **kwargs):
+def check_avg_pool(x, device="cpu", kernels=avg_pool, **kwargs):
     expected_out, expected_grad, grad_out = torch_reference(F.avg_pool2d, back(x), **kwargs)
-    out, ctx = avg_pool2d_forward(on(device, x), **kwargs)
+    out, ctx = kernels.avg_pool2d_forward(on(device, x), **kwargs)
     assert_matches(back(out), expected_out, x.dtype.type)
-    assert_matches(back(avg_pool2d_backward(on(device, grad_out), ctx)), expected_grad, x.dtype.type)
+    assert_matches(back(kernels.avg_pool2d_backward(on(device, grad_out), ctx)), expected_grad, x.dtype.type)
 
 
-def check_adaptive(x, output_size, device="cpu"):
+def check_adaptive(x, output_size, device="cpu", kernels=avg_pool):
     expected_out, expected_grad, grad_out = torch_reference(F.adaptive_avg_pool2d, back(x), output_size=output_size)
-    out, ctx = adaptive_avg_pool2d_forward(on(device, x), output_size)
+    out, ctx = kernels.adaptive_avg_pool2d_forward(on(device, x), output_size)
     assert_matches(back(out), expected_out, x.dtype.type)
-    assert_matches(back(adaptive_avg_pool2d_backward(on(device, grad_out), ctx)), expected_grad, x.dtype.type)
+    assert_matches(back(kernels.adaptive_avg_pool2d_backward(on(device, grad_out), ctx)), expected_grad,
+                   x.dtype.type)
     return ctx
 
 
@@ -87,6 +84,24 @@ MAX_CASES = [
     ((2, 3, 1, 1), dict(kernel_size=2, stride=1, padding=1)),  # 1x1 map, padded
     ((2, 3, 5, 5), dict(kernel_size=5)),  # kernel equal to the input
     ((3, 7, 6), dict(kernel_size=3, stride=2, padding=1)),  # unbatched (C, H, W)
+]
+
+# Average pooling's cases: max pooling's without dilation, each with three divisor rules.
+AVG_CASES = [(shape, kwargs) for shape, kwargs in MAX_CASES if "dilation" not in kwargs]
+AVG_OPTIONS = [dict(count_include_pad=True), dict(count_include_pad=False), dict(divisor_override=3)]
+
+# Adaptive pooling's cases, with the path the fast kernel takes for each.
+ADAPTIVE_CASES = [
+    ((2, 3, 14, 14), 4, "matrix"),  # GoogLeNet's aux heads: unequal, overlapping windows
+    ((2, 3, 5, 5), 3, "matrix"),
+    ((2, 3, 1, 1), 4, "matrix"),  # output larger than the input: pixels repeat
+    ((2, 3, 7, 7), 1, "global"),
+    ((1, 3, 6, 9), (4, 2), "matrix"),
+    ((2, 3, 8, 12), (4, 3), "blocks"),
+    ((2, 3, 6, 9), (None, 3), "blocks"),
+    ((2, 3, 5, 7), (3, None), "matrix"),
+    ((3, 14, 14), 4, "matrix"),  # unbatched
+    ((3, 6, 6), 1, "global"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""conv2d forward/backward kernels against torch: values, all three gradients, chunking, errors.
+"""The reference conv2d forward/backward kernels against torch: values, all three gradients, errors.
+(The fast kernels, with their chunks and buffers: tests/kernels/fast/test_conv.py.)
 
 The numerical tests take the ``device`` fixture: inputs are made with NumPy, moved there for the kernels, and
 the results brought back to NumPy to be compared with torch's (CPU) results.
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minigrad.kernels import conv
-from minigrad.kernels.conv import conv2d_backward, conv2d_forward, normalize_padding
+from minigrad.kernels.conv import normalize_padding
 from minigrad.testing.tolerance import assert_close, terms_bound
 from tests.kernels import assert_same, back, on
 
@@ -21,16 +22,17 @@ rng = np.random.default_rng(0)
 FLOAT64 = (1e-10, 1e-10)  # element-wise; float32 by the tolerance policy (minigrad/testing/tolerance.py)
 
 
-def run_both(x_shape, weight_shape, with_bias=True, dtype=np.float64, device="cpu", **options):
-    """Forward and backward (random upstream gradient) in minigrad (on ``device``) and torch on the same inputs;
-    minigrad's results come back as NumPy arrays."""
+def run_both(x_shape, weight_shape, with_bias=True, dtype=np.float64, device="cpu", kernels=conv, **options):
+    """Forward and backward (random upstream gradient) in minigrad (on ``device``; ``kernels``: the module of
+    conv2d_forward/backward, the reference by default) and torch on the same inputs; minigrad's results come
+    back as NumPy arrays."""
     x = rng.standard_normal(x_shape).astype(dtype)
     weight = rng.standard_normal(weight_shape).astype(dtype)
     bias = rng.standard_normal(weight_shape[0]).astype(dtype) if with_bias else None
-    out, ctx = conv2d_forward(*on(device, x, weight, bias), **options)
+    out, ctx = kernels.conv2d_forward(*on(device, x, weight, bias), **options)
     out = back(out)
     grad_out = rng.standard_normal(out.shape).astype(dtype)
-    grads = [back(grad) for grad in conv2d_backward(on(device, grad_out), ctx)]
+    grads = [back(grad) for grad in kernels.conv2d_backward(on(device, grad_out), ctx)]
 
     leaves = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias) if a is not None]
     options = {k: v for k, v in options.items() if k != "max_buffer_bytes"}
@@ -87,93 +89,16 @@ def test_without_bias_and_only_some_gradients(device):
     x, weight = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
     for kernel_size in (3, 1):
         weight = rng.standard_normal((4, 3, kernel_size, kernel_size))
-        out, ctx = conv2d_forward(*on(device, x, weight, np.zeros(4)))
+        out, ctx = conv.conv2d_forward(*on(device, x, weight, np.zeros(4)))
         grad_out = on(device, rng.standard_normal(out.shape))
-        full = conv2d_backward(grad_out, ctx)
-        only_x = conv2d_backward(grad_out, ctx, need_weight_grad=False, need_bias_grad=False)
-        only_w = conv2d_backward(grad_out, ctx, need_input_grad=False, need_bias_grad=False)
-        only_b = conv2d_backward(grad_out, ctx, need_input_grad=False, need_weight_grad=False)
+        full = conv.conv2d_backward(grad_out, ctx)
+        only_x = conv.conv2d_backward(grad_out, ctx, need_weight_grad=False, need_bias_grad=False)
+        only_w = conv.conv2d_backward(grad_out, ctx, need_input_grad=False, need_bias_grad=False)
+        only_b = conv.conv2d_backward(grad_out, ctx, need_input_grad=False, need_weight_grad=False)
         assert only_x[1:] == (None, None) and only_w[::2] == (None, None) and only_b[:2] == (None, None)
         assert_same(only_x[0], full[0], device)
         assert_same(only_w[1], full[1], device)
         assert_same(only_b[2], full[2], device)
-
-
-def spy_on_chunks(monkeypatch):
-    """Record the number of columns of every matrix product conv2d makes (one per chunk in forward)."""
-    columns = []
-    original = conv._grouped_matmul
-
-    def spy(weight_matrix, inputs, out, groups, transpose_weight=False):
-        columns.append(inputs.shape[-1])
-        return original(weight_matrix, inputs, out, groups, transpose_weight)
-
-    monkeypatch.setattr(conv, "_grouped_matmul", spy)
-    return columns
-
-
-@pytest.mark.parametrize(
-    "x_shape, weight_shape, options",
-    [
-        ((5, 4, 7, 6), (6, 2, 3, 3), dict(groups=2, padding=1, stride=(2, 1))),
-        ((4, 3, 6, 6), (5, 3, 1, 1), dict()),  # 1x1 path
-    ],
-)
-def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options, device):
-    """A budget smaller than one sample's columns runs one sample per chunk; the results do not change."""
-    x, weight = on(device, rng.standard_normal(x_shape), rng.standard_normal(weight_shape))
-    bias = on(device, rng.standard_normal(weight_shape[0]))
-    out, ctx = conv2d_forward(x, weight, bias, **options)
-    grad_out = on(device, rng.standard_normal(out.shape))
-    grads = conv2d_backward(grad_out, ctx)
-
-    columns = spy_on_chunks(monkeypatch)
-    out_chunked, ctx_chunked = conv2d_forward(x, weight, bias, **options, max_buffer_bytes=1)
-    assert columns == [out.shape[2] * out.shape[3]] * x.shape[0]  # really one sample at a time
-    grads_chunked = conv2d_backward(grad_out, ctx_chunked)
-    # Forward and grad_x are the same products on fewer columns; grad_weight sums in another order.
-    for chunked, whole in zip((out_chunked, *grads_chunked), (out, *grads)):
-        np.testing.assert_allclose(back(chunked), back(whole), rtol=1e-12, atol=1e-12)
-
-
-def test_set_buffer_budget_sets_the_default(monkeypatch, device):
-    x, weight = on(device, rng.standard_normal((5, 2, 6, 7)), rng.standard_normal((3, 2, 3, 3)))
-    whole, _ = conv2d_forward(x, weight, None, padding=1)
-    columns = spy_on_chunks(monkeypatch)
-    previous = conv.DEFAULT_BUFFER_BYTES
-    conv.set_buffer_budget(2 * x[0].size * 9 * x.itemsize)  # two samples' columns of a 3x3 kernel
-    try:
-        chunked, _ = conv2d_forward(x, weight, None, padding=1)
-    finally:
-        conv.set_buffer_budget(previous)
-    assert columns == [2 * 6 * 7, 2 * 6 * 7, 6 * 7]
-    np.testing.assert_allclose(back(chunked), back(whole), rtol=1e-12, atol=1e-12)
-
-
-def test_results_do_not_share_the_reused_scratch_buffers(device):
-    """conv2d reuses its column buffers between calls: nothing it returns may point into them."""
-    x, weight = on(device, rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)))
-    out, ctx = conv2d_forward(x, weight, None, padding=1)
-    grad_out = on(device, rng.standard_normal(out.shape))
-    grads = conv2d_backward(grad_out, ctx)
-    saved = [back(a).copy() for a in (out, *grads[:2])]
-    bigger_x, bias = on(device, rng.standard_normal((3, 3, 9, 9)), np.ones(4))
-    bigger_out, bigger_ctx = conv2d_forward(bigger_x, weight, bias, padding=2)
-    conv2d_backward(on(device, rng.standard_normal(bigger_out.shape)), bigger_ctx)
-    for before, after in zip(saved, (out, *grads[:2])):
-        np.testing.assert_array_equal(before, back(after))
-    conv.release_buffers()
-    assert_same(conv2d_forward(x, weight, None, padding=1)[0], out, device)
-
-
-def test_pointwise_forward_skips_im2col(monkeypatch, device):
-    monkeypatch.setattr(conv, "im2col", None)  # calling it would fail
-    x, weight = rng.standard_normal((2, 4, 3, 5)), rng.standard_normal((6, 4, 1, 1))
-    out, ctx = conv2d_forward(*on(device, x, weight), None, dilation=3)
-    expected = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(weight), dilation=3).numpy()
-    np.testing.assert_allclose(back(out), expected, rtol=1e-12, atol=1e-12)
-    grad_x, _, _ = conv2d_backward(on(device, rng.standard_normal(out.shape)), ctx, need_weight_grad=False)
-    assert grad_x.shape == x.shape
 
 
 @pytest.mark.parametrize(
@@ -212,15 +137,15 @@ def conv_cases(draw):
     x_shape = (draw(st.integers(1, 3)), in_channels, *size)
     weight_shape = (out_channels, in_channels // groups, *kernel)
     options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    return x_shape, weight_shape, options, draw(st.booleans()), draw(st.sampled_from([10**9, 1]))
+    return x_shape, weight_shape, options, draw(st.booleans())
 
 
 # `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=conv_cases())
 def test_random_geometry_matches_torch(case, device):
-    x_shape, weight_shape, options, with_bias, budget = case
-    ours, theirs = run_both(x_shape, weight_shape, with_bias, device=device, max_buffer_bytes=budget, **options)
+    x_shape, weight_shape, options, with_bias = case
+    ours, theirs = run_both(x_shape, weight_shape, with_bias, device=device, **options)
     assert_matches_torch(ours, theirs, np.float64)
 
 
@@ -277,21 +202,19 @@ ERROR_CASES = [
 @pytest.mark.parametrize("x_shape, weight_shape, options, message", ERROR_CASES)
 def test_errors_name_conv2d_the_shapes_and_the_fix(x_shape, weight_shape, options, message):
     with pytest.raises(ValueError, match=message):
-        conv2d_forward(np.zeros(x_shape), np.zeros(weight_shape), **options)
+        conv.conv2d_forward(np.zeros(x_shape), np.zeros(weight_shape), **options)
 
 
 def test_type_errors():
     x, weight = np.zeros((2, 3, 8, 8)), np.zeros((4, 3, 3, 3))
     with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(C_out,\) = \(4,\), got \(3,\)"):
-        conv2d_forward(x, weight, np.zeros(3))
+        conv.conv2d_forward(x, weight, np.zeros(3))
     with pytest.raises(TypeError, match="conv2d: weight has dtype float32 but the input has float64"):
-        conv2d_forward(x, weight.astype(np.float32))
+        conv.conv2d_forward(x, weight.astype(np.float32))
     with pytest.raises(TypeError, match="conv2d: input must be floating point, got dtype int64"):
-        conv2d_forward(x.astype(np.int64), weight)
+        conv.conv2d_forward(x.astype(np.int64), weight)
     with pytest.raises(TypeError, match="conv2d: stride must be an int or a pair of ints"):
-        conv2d_forward(x, weight, stride=1.5)
-    out, ctx = conv2d_forward(x, weight)
+        conv.conv2d_forward(x, weight, stride=1.5)
+    out, ctx = conv.conv2d_forward(x, weight)
     with pytest.raises(ValueError, match=r"conv2d backward: grad_out has shape \(2, 4, 5, 5\), expected"):
-        conv2d_backward(np.zeros((2, 4, 5, 5)), ctx)
-    with pytest.raises(ValueError, match="buffer budget must be a positive number of bytes"):
-        conv.set_buffer_budget(0)
+        conv.conv2d_backward(np.zeros((2, 4, 5, 5)), ctx)

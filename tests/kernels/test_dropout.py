@@ -21,7 +21,8 @@ from tests.kernels import back, generator, on
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fraction_kept_and_scaling(p, dtype, device):
     x = np.random.default_rng(0).uniform(1.0, 2.0, (200, 500)).astype(dtype)  # never zero
-    out, mask = dropout_forward(on(device, x), p, True, generator(device, 1))
+    out, ctx = dropout_forward(on(device, x), p, True, generator(device, 1))
+    mask = ctx.mask
     assert backend.device_of(out) == backend.device_of(mask) == device
     out, mask = back(out, mask)
     assert out.dtype == dtype and out.shape == x.shape and mask.shape == x.shape
@@ -37,9 +38,10 @@ def test_fraction_kept_and_scaling(p, dtype, device):
 
 def test_same_seed_same_mask_and_different_seed_different_mask(device):
     x = on(device, np.ones((50, 40), np.float32))
-    out_a, mask_a = back(*dropout_forward(x, 0.5, True, generator(device, 42)))
-    out_b, mask_b = back(*dropout_forward(x, 0.5, True, generator(device, 42)))
-    _, mask_c = back(*dropout_forward(x, 0.5, True, generator(device, 43)))
+    out_a, ctx_a = dropout_forward(x, 0.5, True, generator(device, 42))
+    out_b, ctx_b = dropout_forward(x, 0.5, True, generator(device, 42))
+    _, ctx_c = dropout_forward(x, 0.5, True, generator(device, 43))
+    out_a, out_b, mask_a, mask_b, mask_c = back(out_a, out_b, ctx_a.mask, ctx_b.mask, ctx_c.mask)
     np.testing.assert_array_equal(mask_a, mask_b)
     np.testing.assert_array_equal(out_a, out_b)
     assert not np.array_equal(mask_a, mask_c)
@@ -54,23 +56,23 @@ def test_default_rng_follows_manual_seed(monkeypatch, device):
     _, first = dropout_forward(x, 0.3, True)  # no generator: the device's own, seeded by manual_seed
     backend.manual_seed(7)
     _, second = dropout_forward(x, 0.3, True)
-    np.testing.assert_array_equal(back(first), back(second))
+    np.testing.assert_array_equal(back(first.mask), back(second.mask))
 
 
 @pytest.mark.parametrize("p, training", [(0.0, True), (0.5, False), (1.0, False), (0.0, False)])
 def test_identity_cases_return_x_itself(p, training, device):
     x = on(device, np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32))
-    out, mask = dropout_forward(x, p, training, generator(device, 0))
-    assert out is x and mask is None
+    out, ctx = dropout_forward(x, p, training, generator(device, 0))
+    assert out is x and ctx.mask is None
     grad = on(device, np.ones((4, 5), np.float32))
-    assert dropout_backward(grad, mask, p) is grad
+    assert dropout_backward(grad, ctx) is grad
 
 
 def test_p_one_gives_zeros_not_nan(device):
     x = np.random.default_rng(0).standard_normal((8, 9))
-    out, mask = dropout_forward(on(device, x), 1.0, True, generator(device, 0))
+    out, ctx = dropout_forward(on(device, x), 1.0, True, generator(device, 0))
     np.testing.assert_array_equal(back(out), np.zeros_like(x))
-    np.testing.assert_array_equal(back(dropout_backward(on(device, np.ones_like(x)), mask, 1.0)), np.zeros_like(x))
+    np.testing.assert_array_equal(back(dropout_backward(on(device, np.ones_like(x)), ctx)), np.zeros_like(x))
     torch_out = torch.nn.functional.dropout(torch.from_numpy(x), 1.0, True)
     np.testing.assert_array_equal(back(out), torch_out.numpy())
 
@@ -84,9 +86,9 @@ def test_backward_is_grad_times_mask_scaled_and_matches_torch(shape, p, seed, de
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape)
     grad_out = rng.standard_normal(shape)
-    out, mask = dropout_forward(on(device, x), p, True, generator(device, seed))
-    grad_x = back(dropout_backward(on(device, grad_out), mask, p))
-    out, mask = back(out, mask)
+    out, ctx = dropout_forward(on(device, x), p, True, generator(device, seed))
+    grad_x = back(dropout_backward(on(device, grad_out), ctx))
+    out, mask = back(out, ctx.mask)
     np.testing.assert_allclose(grad_x, grad_out * mask / (1 - p), rtol=1e-12)
     np.testing.assert_allclose(out, x * mask / (1 - p), rtol=1e-12)
     # the same mask as a fixed multiplier in torch: its gradient equals ours
@@ -97,17 +99,18 @@ def test_backward_is_grad_times_mask_scaled_and_matches_torch(shape, p, seed, de
 
 def test_float32_mask_draws_do_not_upcast(device):
     x = on(device, np.ones((3, 4), np.float32))
-    out, mask = dropout_forward(x, 0.25, True, generator(device, 0))
-    assert out.dtype == np.float32 and mask.dtype == bool
-    assert dropout_backward(on(device, np.ones((3, 4), np.float32)), mask, 0.25).dtype == np.float32
+    out, ctx = dropout_forward(x, 0.25, True, generator(device, 0))
+    assert out.dtype == np.float32 and ctx.mask.dtype == bool
+    assert dropout_backward(on(device, np.ones((3, 4), np.float32)), ctx).dtype == np.float32
 
 
 def test_on_every_device(device):
     xp = backend.get_xp(device)
     x = xp.ones((64, 64), dtype=xp.float32)
-    out, mask = dropout_forward(x, 0.5, True, xp.random.default_rng(0))
+    out, ctx = dropout_forward(x, 0.5, True, xp.random.default_rng(0))
+    mask = ctx.mask
     assert backend.device_of(out) == device and out.dtype == xp.float32
-    _, mask_again = dropout_forward(x, 0.5, True, xp.random.default_rng(0))
+    mask_again = dropout_forward(x, 0.5, True, xp.random.default_rng(0))[1].mask
     np.testing.assert_array_equal(backend.to_numpy(mask), backend.to_numpy(mask_again))
     assert 0.4 < float(mask.mean()) < 0.6
 

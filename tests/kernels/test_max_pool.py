@@ -1,6 +1,5 @@
-"""Max pooling kernels: torch parity (forward and backward, float64 and float32), ties and NaN, the winning
-taps as torch's indices, the stride-1 flat path, the scatter-add's order, the GPU's tap-by-tap backward,
-hypothesis properties.
+"""The reference max pooling kernels: torch parity (forward and backward, float64 and float32), ties and NaN,
+the winning taps as torch's indices, hypothesis properties. (The fast kernels: tests/kernels/fast/.)
 
 The numerical tests take the ``device`` fixture: inputs are made with NumPy, moved there for the kernels, and
 the results (and the kernels' saved argmax) brought back to NumPy to be compared with torch's (CPU) results.
@@ -15,18 +14,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minigrad.kernels import max_pool, pool_geometry
+from minigrad.kernels.geometry import pool_output_size
 from minigrad.kernels.max_pool import max_pool2d_backward, max_pool2d_forward
-from minigrad.kernels.pool_geometry import pool_output_size
-from tests.kernels import assert_same, back, on
-from tests.kernels.pool_checks import (
-    MAX_CASES,
-    SHARED_DEVICE,
-    check_max_pool,
-    pool_geometries,
-    random_input,
-    torch_reference,
-)
+from tests.kernels import back, on
+from tests.kernels.pool_checks import MAX_CASES, SHARED_DEVICE, check_max_pool, pool_geometries, random_input
 
 # ---------------------------------------------------------------------------
 # Max pooling
@@ -93,106 +84,18 @@ def test_max_pool_all_padding_window_outputs_minus_inf_and_drops_its_gradient(de
 def test_max_pool_argmax_is_the_winning_kernel_tap(device):
     x = random_input((2, 3, 7, 7), np.float64)
     _, ctx = max_pool2d_forward(on(device, x), 3, 2, 1)
-    argmax = back(ctx["argmax"])
+    argmax = back(ctx.argmax)
     _, torch_indices = F.max_pool2d(torch.tensor(x), 3, 2, 1, return_indices=True)
     # torch stores the flat input index; convert our tap (i * kW + j) to that
     rows = np.arange(4)[:, None] * 2 - 1 + argmax // 3
     cols = np.arange(4)[None, :] * 2 - 1 + argmax % 3
     np.testing.assert_array_equal(rows * 7 + cols, torch_indices.numpy())
-    assert argmax.dtype == np.int8
-
-
-@pytest.mark.parametrize("kwargs", [
-    dict(kernel_size=3, stride=1, padding=1, ceil_mode=True),  # GoogLeNet's branch-4 pool
-    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),  # its pools between stages
-    dict(kernel_size=(2, 3), stride=(1, 2), padding=1, dilation=(2, 1)),
-])
-def test_max_pool_winners_are_torchs_flat_indices(kwargs, device):
-    """The backward's scatter targets (tap offset + window start, in the padded chunk) are torch's indices."""
-    x = random_input((2, 3, 9, 8), np.float64)
-    _, ctx = max_pool2d_forward(on(device, x), **kwargs)
-    _, torch_indices = F.max_pool2d(torch.tensor(x), return_indices=True, **kwargs)
-    geometry = ctx["geometry"]
-    tap_offsets = np.asarray(max_pool._tap_offsets(geometry))
-    winners = tap_offsets[back(ctx["argmax"])] + max_pool._window_start_indices(np, 2, 3, geometry)
-    padded_h, padded_w = geometry.padded_size
-    rows = winners % (padded_h * padded_w) // padded_w - geometry.padding[0]
-    cols = winners % padded_w - geometry.padding[1]
-    np.testing.assert_array_equal(rows * 8 + cols, torch_indices.numpy())
-
-
-@pytest.mark.parametrize("kwargs", [
-    dict(kernel_size=3, stride=1, padding=1, ceil_mode=True),
-    dict(kernel_size=(2, 3), stride=1, dilation=(2, 1)),  # no padding: the flat view is of x itself
-])
-def test_max_pool_stride_1_flat_path_in_chunks_and_on_a_non_contiguous_input(monkeypatch, kwargs, device):
-    """Stride 1 runs on each chunk flattened to 1-D, where windows of the dropped positions wrap into the
-    next row or image: one-image chunks and a transposed input must not change the result."""
-    monkeypatch.setattr(pool_geometry, "_CHUNK_ELEMENTS", 100)
-    x = on(device, random_input((5, 3, 7, 6), np.float32)).transpose(0, 1, 3, 2)  # transposed on the device
-    check_max_pool(x, device, **kwargs)
-
-
-@pytest.mark.parametrize("kwargs", [
-    dict(kernel_size=3, stride=1, padding=1),
-    dict(kernel_size=(2, 4), stride=1, padding=(1, 2), dilation=(2, 1)),
-    dict(kernel_size=(3, 2), stride=1, ceil_mode=True),
-])
-def test_max_pool_stride_1_rows_then_columns_keeps_torchs_tie_rule(kwargs, device):
-    """Values from {0, 1, 2}: most windows hold their maximum several times, in several rows. The
-    row-by-row max must still pick the first maximum in row-major order: torch's indices, exactly."""
-    x = np.random.default_rng(5).integers(0, 3, (2, 3, 9, 8)).astype(np.float32)
-    out, ctx = max_pool2d_forward(on(device, x), **kwargs)
-    expected, torch_indices = F.max_pool2d(torch.tensor(x), return_indices=True, **kwargs)
-    np.testing.assert_array_equal(back(out), expected.numpy())  # a max picks a value: exact on every device
-    geometry = ctx["geometry"]
-    winners = np.asarray(max_pool._tap_offsets(geometry))[back(ctx["argmax"])] + max_pool._window_start_indices(
-        np, 2, 3, geometry)
-    padded_h, padded_w = geometry.padded_size
-    rows = winners % (padded_h * padded_w) // padded_w - geometry.padding[0]
-    cols = winners % padded_w - geometry.padding[1]
-    np.testing.assert_array_equal(rows * 8 + cols, torch_indices.numpy())
-
-
-def test_max_pool_backward_adds_overlapping_windows_in_torchs_order(device):
-    """float32, many ties (ReLU-like zeros): the scatter-add sums a pixel's gradients in torch's order,
-    so the input gradient is bit for bit torch's, even where one pixel wins several windows. (On a GPU the
-    atomic adds of a scatter-add follow no fixed order: there the gradient is compared to 1e-6.)"""
-    x = np.maximum(random_input((3, 4, 10, 10), np.float32), 0)
-    for stride in (1, 2):
-        kwargs = dict(kernel_size=3, stride=stride, padding=1, ceil_mode=True)
-        expected_out, expected_grad, grad_out = torch_reference(F.max_pool2d, x, **kwargs)
-        out, ctx = max_pool2d_forward(on(device, x), **kwargs)
-        np.testing.assert_array_equal(back(out), expected_out)
-        assert_same(max_pool2d_backward(on(device, grad_out), ctx), expected_grad, device)
 
 
 def test_max_pool_of_an_empty_batch_has_an_empty_gradient(device):
     out, ctx = max_pool2d_forward(on(device, np.zeros((0, 3, 5, 5), dtype=np.float32)), 3, 1, 1)
     assert out.shape == (0, 3, 5, 5)
     assert max_pool2d_backward(out, ctx).shape == (0, 3, 5, 5)
-
-
-@pytest.mark.parametrize("kwargs", [
-    dict(kernel_size=3, stride=1, padding=1),                 # every pixel in up to 9 windows
-    dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),  # GoogLeNet's stage pools
-    dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
-    dict(kernel_size=2, stride=2),                             # no overlap
-])
-def test_tap_by_tap_backward_gives_the_scatter_adds_sums(kwargs):
-    """The GPU's deterministic backward (one strided add per kernel tap) against the scatter-add (the CPU's)."""
-    rng = np.random.default_rng(4)
-    x = rng.integers(0, 3, (2, 3, 9, 8)).astype(np.float64)  # many ties: winners shared by several windows
-    out, ctx = max_pool2d_forward(x, **kwargs)
-    grad_out = rng.standard_normal(out.shape)
-    expected = max_pool2d_backward(grad_out, ctx)
-    geometry = ctx["geometry"]
-    grad_padded = np.zeros(x.shape[:2] + geometry.padded_size)
-    max_pool._add_winners_by_tap(grad_padded, grad_out, ctx["argmax"], geometry)
-    top, left = geometry.padding
-    got = grad_padded[:, :, top : top + x.shape[2], left : left + x.shape[3]]
-    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
-    assert np.abs(expected).sum() > 0 and (np.count_nonzero(expected) < expected.size)
 
 
 # ---------------------------------------------------------------------------

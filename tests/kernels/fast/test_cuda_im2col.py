@@ -1,4 +1,4 @@
-"""The CUDA im2col/col2im kernels (minigrad/kernels/cuda/im2col.cu) and their loader, checked without a GPU.
+"""The CUDA im2col/col2im kernels (minigrad/kernels/fast/cuda/im2col.cu) and their loader, checked without a GPU.
 
 1. nvcc compiles every ``*.cu`` file in the package to PTX, warning-free, with every kernel entry present.
 2. A CPU emulation of a CUDA launch: the same .cu source is compiled by a C++ compiler with ``__global__``
@@ -6,8 +6,10 @@
    (block, thread) of the grid the loader computes is run in a loop. Patched in for
    ``backend.raw_kernel``, it runs the loader end to end on NumPy arrays, checking the argument types
    against the C signatures as strictly as CuPy does, and out-of-bounds accesses through guard cells.
-   The results must equal the array-expression im2col/col2im bit for bit.
-3. The dispatch: NumPy arrays never take the CUDA path; the environment switch is read on every call.
+   The results must equal the reference im2col/col2im (minigrad/kernels/im2col.py) bit for bit.
+3. The dispatch (minigrad/kernels/dispatch.py): NumPy arrays never take the CUDA path, nor does the reference
+   mode; the environment switch is read on every call; a fast convolution on the CUDA kernels equals the
+   reference convolution.
 
 Without nvcc or a C++ compiler these tests skip; with ``MINIGRAD_REQUIRE_NVCC=1`` (set in CI) they fail.
 """
@@ -25,9 +27,12 @@ import numpy as np
 import pytest
 
 import minigrad
-from minigrad import backend
-from minigrad.kernels import cuda_im2col
-from minigrad.kernels.im2col import col2im, im2col, window_geometry
+from minigrad import backend, kernels
+from minigrad.kernels import conv, dispatch
+from minigrad.kernels.fast import cuda_im2col
+from minigrad.kernels.geometry import window_geometry
+from minigrad.kernels.im2col import col2im, im2col
+from minigrad.testing.tolerance import assert_close
 
 PACKAGE_DIR = Path(minigrad.__file__).parent
 CUDA_SOURCES = sorted(PACKAGE_DIR.rglob("*.cu"))
@@ -310,14 +315,17 @@ def test_launch_config():
 
 
 # ---------------------------------------------------------------------------
-# 3. The dispatch in im2col.py
+# 3. The dispatch (minigrad/kernels/dispatch.py)
 # ---------------------------------------------------------------------------
+SWITCH = dispatch.CUDA_KERNELS_SWITCH
+
+
 def test_the_environment_switch_is_read_on_every_call(monkeypatch):
-    monkeypatch.delenv(cuda_im2col.ENVIRONMENT_SWITCH, raising=False)
-    assert not cuda_im2col.cuda_kernels_enabled()
+    monkeypatch.delenv(SWITCH, raising=False)
+    assert not dispatch.cuda_kernels_enabled()
     for value, enabled in (("1", True), ("0", False), ("", False), ("yes", True)):
-        monkeypatch.setenv(cuda_im2col.ENVIRONMENT_SWITCH, value)
-        assert cuda_im2col.cuda_kernels_enabled() is enabled, value
+        monkeypatch.setenv(SWITCH, value)
+        assert dispatch.cuda_kernels_enabled() is enabled, value
 
 
 def forbid_cuda_path(monkeypatch):
@@ -332,7 +340,7 @@ def forbid_cuda_path(monkeypatch):
 
 
 def naive_im2col(x, kernel, stride, pad, dilation):
-    """Loops over the formula of the module docstring (square pads), an independent reference."""
+    """Loops over the formula of the reference's docstring (square pads), an independent reference."""
     n, c, h, w = x.shape
     padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     out_h = (h + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
@@ -345,48 +353,74 @@ def naive_im2col(x, kernel, stride, pad, dilation):
 
 
 def test_numpy_arrays_never_take_the_cuda_path(monkeypatch):
-    monkeypatch.setenv(cuda_im2col.ENVIRONMENT_SWITCH, "1")
+    monkeypatch.setenv(SWITCH, "1")
     forbid_cuda_path(monkeypatch)
     x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
-    assert not cuda_im2col.use_cuda_kernels(x)
-    cols = im2col(x, 3, 2, 1, 1)
-    np.testing.assert_array_equal(cols, naive_im2col(x, 3, 2, 1, 1))
-    assert col2im(cols, x.shape, 3, 2, 1, 1).shape == x.shape
+    with kernels.use("fast"):
+        assert not dispatch.use_cuda_kernels(x) and dispatch.column_kernels(x) is not cuda_im2col.CUDA_COLUMNS
+        cols = dispatch.im2col(x, 3, 2, 1, 1)
+        np.testing.assert_array_equal(cols, naive_im2col(x, 3, 2, 1, 1))
+        assert dispatch.col2im(cols, x.shape, 3, 2, 1, 1).shape == x.shape
 
 
 def pretend_arrays_are_on_the_gpu(monkeypatch):
-    """``backend.device_of`` answering "cuda" for NumPy arrays: the dispatch then treats them as CuPy's."""
-    monkeypatch.setattr(backend, "device_of", lambda array: "cuda")
+    """``backend.supports_raw_kernels`` answering True for NumPy arrays: the dispatch then treats them as CuPy's."""
+    monkeypatch.setattr(backend, "supports_raw_kernels", lambda array: True)
 
 
-def test_gpu_arrays_take_the_array_path_while_the_switch_is_off(monkeypatch):
+def test_gpu_arrays_take_the_array_path_while_the_switch_is_off_or_the_mode_is_reference(monkeypatch):
     pretend_arrays_are_on_the_gpu(monkeypatch)
     forbid_cuda_path(monkeypatch)
     x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
-    for value in (None, "0"):
+    for value, mode in ((None, "fast"), ("0", "fast"), ("1", "reference")):
         if value is None:
-            monkeypatch.delenv(cuda_im2col.ENVIRONMENT_SWITCH, raising=False)
+            monkeypatch.delenv(SWITCH, raising=False)
         else:
-            monkeypatch.setenv(cuda_im2col.ENVIRONMENT_SWITCH, value)
-        assert not cuda_im2col.use_cuda_kernels(x)
-        np.testing.assert_array_equal(im2col(x, 3, 2, 1, 1), naive_im2col(x, 3, 2, 1, 1))
+            monkeypatch.setenv(SWITCH, value)
+        with kernels.use(mode):
+            assert not dispatch.use_cuda_kernels(x)
+            np.testing.assert_array_equal(dispatch.im2col(x, 3, 2, 1, 1), naive_im2col(x, 3, 2, 1, 1))
+            dispatch.conv2d_forward(x, rng.standard_normal((4, 3, 3, 3)).astype(np.float32), padding=1)
 
 
 def test_gpu_arrays_take_the_cuda_path_when_switched_on(monkeypatch, emulated_raw_kernel):
     """im2col / col2im (with and without ``out``) reach the kernels; float16 stays on the array path."""
     pretend_arrays_are_on_the_gpu(monkeypatch)
-    monkeypatch.setenv(cuda_im2col.ENVIRONMENT_SWITCH, "1")
+    monkeypatch.setenv(SWITCH, "1")
     x = rng.standard_normal((2, 3, 6, 5))  # float64
-    cols = im2col(x, 3, 2, 1, 1)
-    np.testing.assert_array_equal(cols, naive_im2col(x, 3, 2, 1, 1))
-    assert len(emulated_raw_kernel["im2col_double"].launches) == 1
-    out = np.empty(x.shape)
-    assert col2im(cols, x.shape, 3, 2, 1, 1, out=out) is out
-    assert len(emulated_raw_kernel["col2im_double"].launches) == 1
-    monkeypatch.delenv(cuda_im2col.ENVIRONMENT_SWITCH)
-    np.testing.assert_array_equal(out, col2im(cols, x.shape, 3, 2, 1, 1))  # the array path, same result
-    monkeypatch.setenv(cuda_im2col.ENVIRONMENT_SWITCH, "1")
-    half = x.astype(np.float16)
-    assert not cuda_im2col.use_cuda_kernels(half)
-    np.testing.assert_array_equal(im2col(half, 3, 2, 1, 1), naive_im2col(half, 3, 2, 1, 1))
-    assert len(emulated_raw_kernel["im2col_double"].launches) == 1
+    with kernels.use("fast"):
+        cols = dispatch.im2col(x, 3, 2, 1, 1)
+        np.testing.assert_array_equal(cols, naive_im2col(x, 3, 2, 1, 1))
+        assert len(emulated_raw_kernel["im2col_double"].launches) == 1
+        out = np.empty(x.shape)
+        assert dispatch.col2im(cols, x.shape, 3, 2, 1, 1, out=out) is out
+        assert len(emulated_raw_kernel["col2im_double"].launches) == 1
+        with pytest.raises(ValueError, match=r"col2im: cols has shape \(27, 5\)"):
+            dispatch.col2im(cols[:, :5], x.shape, 3, 2, 1, 1)
+        monkeypatch.delenv(SWITCH)
+        np.testing.assert_array_equal(out, col2im(cols, x.shape, 3, 2, 1, 1))  # the array path, same result
+        monkeypatch.setenv(SWITCH, "1")
+        half = x.astype(np.float16)
+        assert not dispatch.use_cuda_kernels(half)
+        np.testing.assert_array_equal(dispatch.im2col(half, 3, 2, 1, 1), naive_im2col(half, 3, 2, 1, 1))
+        assert len(emulated_raw_kernel["im2col_double"].launches) == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_the_fast_convolution_on_the_cuda_kernels_equals_the_reference(monkeypatch, emulated_raw_kernel, dtype):
+    """The dispatch hands the fast conv2d the CUDA pair; forward and backward equal the reference conv2d's."""
+    pretend_arrays_are_on_the_gpu(monkeypatch)
+    monkeypatch.setenv(SWITCH, "1")
+    x = rng.standard_normal((3, 4, 7, 6)).astype(dtype)
+    weight, bias = rng.standard_normal((6, 2, 3, 3)).astype(dtype), rng.standard_normal(6).astype(dtype)
+    options = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    with kernels.use("fast"):
+        out, ctx = dispatch.conv2d_forward(x, weight, bias, **options)
+        grad_out = rng.standard_normal(out.shape).astype(dtype)
+        grads = dispatch.conv2d_backward(grad_out, ctx)
+    assert ctx.columns is cuda_im2col.CUDA_COLUMNS
+    assert emulated_raw_kernel[f"im2col_{'float' if dtype == np.float32 else 'double'}"].launches
+    assert emulated_raw_kernel[f"col2im_{'float' if dtype == np.float32 else 'double'}"].launches
+    expected_out, expected_ctx = conv.conv2d_forward(x, weight, bias, **options)
+    for mine, reference in zip((out, *grads), (expected_out, *conv.conv2d_backward(grad_out, expected_ctx))):
+        assert_close(mine, reference, terms=x.size, float64=(1e-12, 1e-12))

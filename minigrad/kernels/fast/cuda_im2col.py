@@ -1,15 +1,14 @@
 """im2col and col2im as hand-written CUDA kernels (``cuda/im2col.cu``), launched through CuPy.
 
-An opt-in alternative to the array-expression versions in :mod:`minigrad.kernels.im2col`, which stay the
-reference (and the default) on every device. Set the environment variable
+An opt-in alternative to the array versions (:mod:`minigrad.kernels.fast.im2col`, and the reference
+:mod:`minigrad.kernels.im2col`) for CuPy arrays of float32 or float64. The dispatch point
+(:mod:`minigrad.kernels.dispatch`) hands the fast convolution these kernels when the environment variable
 
     MINIGRAD_CUDA_KERNELS=1
 
-and :func:`~minigrad.kernels.im2col.im2col` / :func:`~minigrad.kernels.im2col.col2im` hand CuPy arrays of
-float32 or float64 to these kernels instead. The variable is read on every call, so it can be switched
-inside a running program (a benchmark can time both paths). NumPy arrays always take the array path.
-Why opt-in: the issue asks for the kernels "when they beat the array-expression versions", and that is
-for a benchmark on a GPU to show, not for us to assume.
+is set (it reads it on every call, so a benchmark can time both paths in one program) and the arrays can
+take them (:func:`can_take`). They are opt-in until a benchmark on a GPU shows them faster than the array
+versions.
 
 What the kernels do (the CUDA C source explains the index arithmetic line by line):
 
@@ -28,35 +27,23 @@ CuPy's ``RawKernel`` passes arguments by their exact C type, so every size goes 
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from minigrad import backend
+from minigrad.kernels.fast.im2col import ColumnKernels
+from minigrad.kernels.geometry import WindowGeometry
 
-if TYPE_CHECKING:  # im2col.py imports this module: import its names only for the type checker
-    from minigrad.kernels.im2col import WindowGeometry
-
-ENVIRONMENT_SWITCH = "MINIGRAD_CUDA_KERNELS"
 SOURCE_PATH = Path(__file__).parent / "cuda" / "im2col.cu"
 C_TYPE_NAMES = {"float32": "float", "float64": "double"}  # dtype -> the suffix of the kernel's name
 THREADS_PER_BLOCK = 256  # a multiple of the 32-thread warp; 128-512 all work well for a copy like this
 MAX_BLOCKS = 65536  # 16M threads: fills any current GPU many times over; larger work loops in the kernel
 
 
-def cuda_kernels_enabled() -> bool:
-    """True when the environment variable ``MINIGRAD_CUDA_KERNELS`` is set to anything but "" or "0"."""
-    return os.environ.get(ENVIRONMENT_SWITCH, "") not in ("", "0")
-
-
-def use_cuda_kernels(array: Any) -> bool:
-    """Whether im2col/col2im of ``array`` should run the CUDA kernels: a CuPy float32/float64 array, and the
-    switch :data:`ENVIRONMENT_SWITCH` on."""
-    return (
-        backend.device_of(array) == "cuda"
-        and array.dtype.name in C_TYPE_NAMES
-        and cuda_kernels_enabled()
-    )
+def can_take(array: Any) -> bool:
+    """Whether these kernels can run on ``array``: a float32 or float64 array that CUDA C kernels can be
+    launched on (a CuPy array)."""
+    return backend.supports_raw_kernels(array) and array.dtype.name in C_TYPE_NAMES
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,3 +107,6 @@ def col2im_cuda(cols: Any, x_shape: tuple, geometry: WindowGeometry, result: Any
     cols = backend.xp_of(cols).ascontiguousarray(cols)
     _launch("col2im", cols, result, tuple(x_shape), geometry)
     return result
+
+
+CUDA_COLUMNS = ColumnKernels(im2col_cuda, col2im_cuda)  # the pair the fast convolution takes from the dispatch

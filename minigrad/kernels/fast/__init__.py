@@ -1,0 +1,18 @@
+"""The fast kernels: the same numbers as the reference kernels of :mod:`minigrad.kernels`, sooner.
+
+Each module replaces one reference module, names it, and is tested against it (tests/kernels/fast/):
+
+- ``im2col.py``: im2col/col2im into reused buffers, one strided copy (replaces ``kernels/im2col.py``);
+- ``cuda_im2col.py`` with ``cuda/im2col.cu``: the same two as CUDA C, opt-in (``MINIGRAD_CUDA_KERNELS=1``);
+- ``conv.py``: scratch buffers, batch chunks under a memory budget, the 1x1 shortcut, the weight gradient
+  turned round (replaces ``kernels/conv.py``);
+- ``batch_chunks.py``: the pooling kernels' cache-sized batch chunks;
+- ``max_pool.py``: the separable, flattened stride-1 max, int8 winner codes, one scatter-add backward
+  (replaces ``kernels/max_pool.py``);
+- ``avg_pool.py``: average pooling by matrices where a cost model says it pays, adaptive pooling's global
+  and block shortcuts (replaces ``kernels/avg_pool.py``);
+- ``batchnorm.py``: per-channel sums by einsum, fewer passes, no stored ``x_hat`` (replaces
+  ``kernels/batchnorm.py``).
+
+:mod:`minigrad.kernels.dispatch` chooses between them and the references.
+"""

@@ -1,0 +1,152 @@
+"""The fast conv2d kernels (minigrad/kernels/fast/conv.py) against the reference (minigrad/kernels/conv.py):
+the registry's samples, the awkward cases, hypothesis geometries, every budget; and what only the fast ones
+have: batch chunks, the buffer budget, reused scratch buffers, the 1x1 shortcut.
+
+Inputs are made with NumPy and moved to the ``device``; results come back to NumPy for the comparison.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minigrad.kernels import conv
+from minigrad.kernels.fast import conv as fast_conv
+from minigrad.kernels.fast.im2col import ARRAY_COLUMNS, ColumnKernels
+from minigrad.testing.tolerance import terms_bound
+from tests.kernels import assert_same, back, on
+from tests.kernels.fast import DTYPES, assert_same_numbers, cast, registry_samples
+from tests.kernels.test_conv import CASES, conv_cases
+
+rng = np.random.default_rng(0)
+
+
+def check_against_reference(x, weight, bias, device, max_buffer_bytes=None, **options):
+    """Forward and every gradient (random upstream gradient) of the fast kernel equal the reference's."""
+    arrays = on(device, x, weight, bias)
+    expected_out, expected_ctx = conv.conv2d_forward(*arrays, **options)
+    out, ctx = fast_conv.conv2d_forward(*arrays, **options, max_buffer_bytes=max_buffer_bytes)
+    grad_out = on(device, rng.standard_normal(expected_out.shape).astype(x.dtype))
+    expected = (expected_out, *conv.conv2d_backward(grad_out, expected_ctx))
+    results = (out, *fast_conv.conv2d_backward(grad_out, ctx))
+    terms = terms_bound(x, weight, expected_out)  # no sum of a convolution or its gradients is longer
+    for name, mine, reference in zip(("out", "grad_x", "grad_weight", "grad_bias"), results, expected):
+        assert_same_numbers(back(mine), back(reference), name, terms=terms)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("inputs, options, name", registry_samples("conv2d"), ids=lambda v: v if isinstance(v, str)
+                         else None)
+def test_registry_samples_match_the_reference(inputs, options, name, dtype, device):
+    check_against_reference(*cast(inputs, dtype), device, **options)
+
+
+@pytest.mark.parametrize("budget", [None, 1], ids=["one-chunk", "one-sample-chunks"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, weight_shape, options", CASES)
+def test_awkward_cases_match_the_reference_in_any_chunks(x_shape, weight_shape, options, dtype, budget, device):
+    x, weight = rng.standard_normal(x_shape), rng.standard_normal(weight_shape)
+    bias = rng.standard_normal(weight_shape[0])
+    check_against_reference(*cast((x, weight, bias), dtype), device, max_buffer_bytes=budget, **options)
+
+
+# `device` is a function-scoped fixture that holds no state, so sharing it across examples is safe.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=conv_cases(), budget=st.sampled_from([10**9, 1]))
+def test_random_geometry_matches_the_reference(case, budget, device):
+    x_shape, weight_shape, options, with_bias = case
+    bias = rng.standard_normal(weight_shape[0]) if with_bias else None
+    check_against_reference(rng.standard_normal(x_shape), rng.standard_normal(weight_shape), bias, device,
+                            max_buffer_bytes=budget, **options)
+
+
+def spy_on_chunks(monkeypatch):
+    """Record the number of columns of every matrix product conv2d makes (one per chunk in forward)."""
+    columns = []
+    original = fast_conv._grouped_matmul
+
+    def spy(weight_matrix, inputs, out, groups, transpose_weight=False):
+        columns.append(inputs.shape[-1])
+        return original(weight_matrix, inputs, out, groups, transpose_weight)
+
+    monkeypatch.setattr(fast_conv, "_grouped_matmul", spy)
+    return columns
+
+
+@pytest.mark.parametrize(
+    "x_shape, weight_shape, options",
+    [
+        ((5, 4, 7, 6), (6, 2, 3, 3), dict(groups=2, padding=1, stride=(2, 1))),
+        ((4, 3, 6, 6), (5, 3, 1, 1), dict()),  # 1x1 path
+    ],
+)
+def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options, device):
+    """A budget smaller than one sample's columns runs one sample per chunk; the results do not change."""
+    x, weight = on(device, rng.standard_normal(x_shape), rng.standard_normal(weight_shape))
+    bias = on(device, rng.standard_normal(weight_shape[0]))
+    out, ctx = fast_conv.conv2d_forward(x, weight, bias, **options)
+    grad_out = on(device, rng.standard_normal(out.shape))
+    grads = fast_conv.conv2d_backward(grad_out, ctx)
+
+    columns = spy_on_chunks(monkeypatch)
+    out_chunked, ctx_chunked = fast_conv.conv2d_forward(x, weight, bias, **options, max_buffer_bytes=1)
+    assert columns == [out.shape[2] * out.shape[3]] * x.shape[0]  # really one sample at a time
+    grads_chunked = fast_conv.conv2d_backward(grad_out, ctx_chunked)
+    # Forward and grad_x are the same products on fewer columns; grad_weight sums in another order.
+    for chunked, whole in zip((out_chunked, *grads_chunked), (out, *grads)):
+        np.testing.assert_allclose(back(chunked), back(whole), rtol=1e-12, atol=1e-12)
+
+
+def test_set_buffer_budget_sets_the_default(monkeypatch, device):
+    x, weight = on(device, rng.standard_normal((5, 2, 6, 7)), rng.standard_normal((3, 2, 3, 3)))
+    whole, _ = fast_conv.conv2d_forward(x, weight, None, padding=1)
+    columns = spy_on_chunks(monkeypatch)
+    previous = fast_conv.DEFAULT_BUFFER_BYTES
+    fast_conv.set_buffer_budget(2 * x[0].size * 9 * x.itemsize)  # two samples' columns of a 3x3 kernel
+    try:
+        chunked, _ = fast_conv.conv2d_forward(x, weight, None, padding=1)
+    finally:
+        fast_conv.set_buffer_budget(previous)
+    assert columns == [2 * 6 * 7, 2 * 6 * 7, 6 * 7]
+    np.testing.assert_allclose(back(chunked), back(whole), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="buffer budget must be a positive number of bytes"):
+        fast_conv.set_buffer_budget(0)
+
+
+def test_results_do_not_share_the_reused_scratch_buffers(device):
+    """conv2d reuses its column buffers between calls: nothing it returns may point into them."""
+    x, weight = on(device, rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)))
+    out, ctx = fast_conv.conv2d_forward(x, weight, None, padding=1)
+    grad_out = on(device, rng.standard_normal(out.shape))
+    grads = fast_conv.conv2d_backward(grad_out, ctx)
+    saved = [back(a).copy() for a in (out, *grads[:2])]
+    bigger_x, bias = on(device, rng.standard_normal((3, 3, 9, 9)), np.ones(4))
+    bigger_out, bigger_ctx = fast_conv.conv2d_forward(bigger_x, weight, bias, padding=2)
+    fast_conv.conv2d_backward(on(device, rng.standard_normal(bigger_out.shape)), bigger_ctx)
+    for before, after in zip(saved, (out, *grads[:2])):
+        np.testing.assert_array_equal(before, back(after))
+    fast_conv.release_buffers()
+    assert_same(fast_conv.conv2d_forward(x, weight, None, padding=1)[0], out, device)
+
+
+def test_pointwise_forward_skips_im2col(device):
+    def fail(*args):
+        raise AssertionError("the 1x1 shortcut called im2col")
+
+    no_im2col = ColumnKernels(im2col=fail, col2im=fail)
+    x, weight = rng.standard_normal((2, 4, 3, 5)), rng.standard_normal((6, 4, 1, 1))
+    out, ctx = fast_conv.conv2d_forward(*on(device, x, weight), None, dilation=3, columns=no_im2col)
+    expected, expected_ctx = conv.conv2d_forward(x, weight, None, dilation=3)
+    np.testing.assert_allclose(back(out), expected, rtol=1e-12, atol=1e-12)
+    grad_out = rng.standard_normal(out.shape)
+    grad_x, _, _ = fast_conv.conv2d_backward(on(device, grad_out), ctx, need_weight_grad=False)
+    np.testing.assert_allclose(back(grad_x), conv.conv2d_backward(grad_out, expected_ctx)[0], rtol=1e-12, atol=1e-12)
+    with pytest.raises(AssertionError, match="called im2col"):  # a 3x3 conv does need it
+        fast_conv.conv2d_forward(*on(device, x, rng.standard_normal((6, 4, 3, 3))), None, padding=1,
+                                 columns=no_im2col)
+
+
+def test_the_context_keeps_the_column_kernels_and_the_budget():
+    x, weight = rng.standard_normal((3, 2, 5, 5)), rng.standard_normal((4, 2, 3, 3))
+    _, ctx = fast_conv.conv2d_forward(x, weight, max_buffer_bytes=7)
+    assert ctx.columns is ARRAY_COLUMNS and ctx.max_buffer_bytes == 7
