@@ -51,25 +51,39 @@ class Fused1x1Conv(nn.Module):
         return f"{self.in_channels} -> {sizes}, kernel_size=1"
 
 
+class FusedBranch(nn.Sequential):
+    """branch2 or branch3 of a :class:`FusedInception`: the same modules, but its first one, the 1x1
+    reduction, runs inside ``fused_1x1``, so forward takes the reduced map and runs the rest.
+
+    reduced: (N, ch_red, H, W) -> (N, ch_out, H, W).
+    """
+
+    def forward(self, reduced: Tensor) -> Tensor:
+        for module in list(self)[1:]:
+            reduced = module(reduced)
+        return reduced
+
+
 class FusedInception(nn.Module):
     """An Inception block whose three 1x1 convolutions that read x run as one (:class:`Fused1x1Conv`).
 
     x: (N, in_channels, H, W) -> (N, out_channels, H, W), equal to the Inception it was made from (up to
-    rounding), which it holds whole: the same branch modules, so the same parameters, buffers and
-    state-dict keys. ``fused_1x1`` does the work of branch1, branch2[0] and branch3[0].
+    rounding), made of the same modules, so the same parameters, buffers and state-dict keys.
+    ``fused_1x1`` does the work of branch1, branch2[0] and branch3[0]; branch2 and branch3 become
+    :class:`FusedBranch` (the same modules, starting from the reduced map), branch1 and branch4 stay.
     """
 
     def __init__(self, block: Inception) -> None:
         super().__init__()
         self.out_channels = block.out_channels
         self.fused_1x1 = Fused1x1Conv([block.branch1, block.branch2[0], block.branch3[0]])
-        self.branch1, self.branch2 = block.branch1, block.branch2
-        self.branch3, self.branch4 = block.branch3, block.branch4
+        self.branch1, self.branch2 = block.branch1, FusedBranch(*block.branch2)
+        self.branch3, self.branch4 = FusedBranch(*block.branch3), block.branch4
         self.train(block.training)
 
     def forward(self, x: Tensor) -> Tensor:
         out1, reduced3, reduced5 = self.fused_1x1(x)
-        return F.cat([out1, self.branch2[1](reduced3), self.branch3[1](reduced5), self.branch4(x)], dim=1)
+        return F.cat([out1, self.branch2(reduced3), self.branch3(reduced5), self.branch4(x)], dim=1)
 
 
 def can_fuse_1x1(block: Inception) -> bool:

@@ -16,6 +16,7 @@ import minigrad.functional as F
 from minigrad import nn, optim
 from minigrad.models import (
     Fused1x1Conv,
+    FusedBranch,
     FusedInception,
     can_fuse_1x1,
     fuse_inception_1x1,
@@ -150,8 +151,14 @@ def test_what_can_and_cannot_be_fused():
         fuse_inception_1x1(custom)
     with pytest.raises(ValueError, match=r"fuse_inception_1x1: Sequential has no Inception block"):
         fuse_inception_1x1(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()))
-    alone = fuse_inception_1x1(Inception(8, 4, 4, 6, 2, 3, 5))
+    block = Inception(8, 4, 4, 6, 2, 3, 5)
+    alone = fuse_inception_1x1(block)
     assert isinstance(alone, FusedInception) and isinstance(alone.fused_1x1, Fused1x1Conv)
+    assert isinstance(alone.branch2, FusedBranch) and type(block.branch2) is nn.Sequential  # the block is intact
+    def layers(module):
+        return [m for m in module.modules() if isinstance(m, (BasicConv2d, nn.MaxPool2d))]
+
+    assert all(a is b for a, b in zip(layers(alone), layers(block), strict=True))  # the same layers, in order
     assert repr(alone.fused_1x1) == "Fused1x1Conv(8 -> 4 + 4 + 2, kernel_size=1)"
     mixed = nn.Sequential(custom, Inception(18, 4, 4, 6, 2, 3, 5))
     fuse_inception_1x1(mixed)

@@ -321,3 +321,30 @@ def test_wrong_input_shape_names_the_expected_shape():
         model(minigrad.Tensor(np.zeros((2, 1, 32, 32), dtype=np.float32)))
     with pytest.raises(ValueError, match="googlenet_loss: expected"):
         googlenet_loss((model.fc.weight, model.fc.weight), np.zeros(2, dtype=np.int64))
+
+
+# ----- in-place ReLU --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fused", [False, True])
+def test_googlenets_in_place_relus_are_legal_and_change_no_gradient(fused, monkeypatch):
+    from minigrad.models import fuse_inception_1x1
+
+    def gradients(inplace: bool) -> dict[str, np.ndarray]:
+        model = inception_v1(num_classes=10, stem="cifar", width=0.125, seed=0).to(dtype=np.float64)
+        model = fuse_inception_1x1(model) if fused else model
+        relu, in_place_calls = F.relu, []
+
+        def counted(x, inplace=False):
+            in_place_calls.append(inplace)
+            return relu(x, inplace=inplace and use_inplace)
+
+        use_inplace = inplace
+        monkeypatch.setattr(F, "relu", counted)
+        minigrad.manual_seed(0)
+        googlenet_loss(model(images(2, 16, dtype=np.float64)), np.array([1, 7])).backward()  # no error
+        monkeypatch.setattr(F, "relu", relu)
+        assert sum(in_place_calls) == 1 + 9 * 6 + 2  # every BasicConv2d: the cifar stem, 6 per block, aux convs
+        return {name: p.grad.numpy() for name, p in model.named_parameters()}
+
+    in_place, out_of_place = gradients(True), gradients(False)
+    for name, grad in out_of_place.items():
+        np.testing.assert_array_equal(in_place[name], grad, err_msg=name)  # the same arithmetic, bit for bit
