@@ -106,25 +106,32 @@ class Function:
 
         # Integer outputs (indices, counts) never carry gradients.
         results = tuple(Tensor(array, requires_grad=record and array.dtype.kind == "f") for array in outputs)
-        for result in results:  # a view of an input (reshape, split, an in-place op) shares its counter
-            shared = next((t for t in inputs if t is not None and shares_memory(result, t)), None)
-            if shared is not None:
-                result.version_counter = shared.version_counter
+        for result in results:  # a view of an input (reshape, split, an in-place op) counts with it
+            source = memory_source(result.data, inputs)
+            if source is not None:
+                result.version_counter = source.version_counter
         if record:
             fn.inputs = inputs
             fn.n_outputs = len(results)
             fn.output_shapes = tuple(array.shape for array in outputs)
             for index, result in enumerate(results):
                 result.creator, result.output_index, result.creator_version = fn, index, result.version
-            saved = [(f"input {i}", t) for i, t in enumerate(inputs) if t is not None] if "inputs" in cls.saves else []
-            saved += [(f"output {i}", t) for i, t in enumerate(results)] if "outputs" in cls.saves else []
-            fn.saved_versions = [(name, t.shape, t.version_counter, t.version) for name, t in saved]
+            # (which, index, counter, version now) of each tensor backward reads: see check_saved_versions
+            saved = [("input", i, t) for i, t in enumerate(inputs) if t is not None] if "inputs" in cls.saves else []
+            saved += [("output", i, t) for i, t in enumerate(results)] if "outputs" in cls.saves else []
+            fn.saved_versions = [(which, i, t.version_counter, t.version) for which, i, t in saved]
         return results[0] if single else results
 
 
-def shares_memory(a: Tensor, b: Tensor) -> bool:
-    """Whether two tensors' arrays may overlap in memory (a bounds check: cheap, never a false "no")."""
-    return bool(backend.xp_of(a.data).may_share_memory(a.data, b.data))
+def memory_source(array: Any, inputs: tuple[Tensor | None, ...]) -> Tensor | None:
+    """The input whose array ``array`` is (an in-place op's output) or may be a view of (reshape, split).
+
+    A fresh array owns its memory (``base`` is None), so only views need the bounds check."""
+    for tensor in inputs:
+        if tensor is not None and (array is tensor.data or array.base is not None
+                                   and backend.xp_of(array).may_share_memory(array, tensor.data)):
+            return tensor
+    return None
 
 
 def check_not_overwritten(fn: Function, inputs: tuple[Tensor | None, ...]) -> None:
@@ -134,8 +141,8 @@ def check_not_overwritten(fn: Function, inputs: tuple[Tensor | None, ...]) -> No
     would be the gradient of other values. (PyTorch moves the tensor's history onto the in-place op
     instead; minigrad's in-place op returns a new tensor for the new values, so use that one.)
     """
-    for index, (tensor, needs) in enumerate(zip(inputs, fn.needs_input_grad)):
-        if needs and tensor.creator is not None and tensor.version != tensor.creator_version:
+    for index, tensor in enumerate(inputs):
+        if tensor is not None and tensor.creator is not None and tensor.version != tensor.creator_version:
             raise RuntimeError(
                 f"{type(fn).__name__.lower()}: input {index} (shape {tensor.shape}) was overwritten by an in-place "
                 f"operation after {type(tensor.creator).__name__.lower()} made it (now at version {tensor.version}, "
@@ -146,9 +153,10 @@ def check_not_overwritten(fn: Function, inputs: tuple[Tensor | None, ...]) -> No
 
 def check_saved_versions(fn: Function) -> None:
     """Raise if an in-place op changed a tensor that ``fn`` saved for backward (PyTorch's check)."""
-    for name, shape, counter, version in fn.saved_versions:
+    for which, index, counter, version in fn.saved_versions:
         if counter.value != version:
-            op = type(fn).__name__.lower()
+            op, name = type(fn).__name__.lower(), f"{which} {index}"
+            shape = fn.inputs[index].shape if which == "input" else fn.output_shapes[index]
             raise RuntimeError(
                 f"{op}: one of the variables needed for gradient computation has been modified by an inplace "
                 f"operation: {op}'s {name}, of shape {shape}, is at version {counter.value}; expected version "
