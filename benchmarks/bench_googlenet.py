@@ -3,8 +3,9 @@
     python -m benchmarks.bench_googlenet [--quick] [--smoke] [--json PATH] [--device cuda]   # any harness option
 
 Models: the paper variant with aux heads, 10 classes, full width, as built by
-``minigrad.models.inception_v1`` and by the torch twin the parity tests use (tests/models/torch_googlenet.py),
-the twin loading minigrad's state dict so both start from the same weights.
+``minigrad.models.inception_v1`` (then ``fuse_inception_1x1``, as ``minigrad train`` runs it) and by the
+torch twin the parity tests use (tests/models/torch_googlenet.py), the twin loading minigrad's state dict so
+both start from the same weights.
 
 * cifar stem, 32x32 images, batch 32 (Inception 3 at 32x32, 4 at 16x16, 5 at 8x8: the heavy one);
 * imagenet stem on 32x32 images, batch 128 (the maps shrink to 8x8 at Inception 3, 1x1 at 5).
@@ -68,9 +69,10 @@ def model_cases(quick: bool = False, smoke: bool = False) -> list[ModelCase]:
 
 
 def build_minigrad(case: ModelCase) -> Any:
-    from minigrad.models import inception_v1
+    """The model as ``minigrad train`` builds it: fused by ``fuse_inception_1x1`` (the same state dict)."""
+    from minigrad.models import fuse_inception_1x1, inception_v1
 
-    return inception_v1(num_classes=NUM_CLASSES, stem=case.stem, width=case.width, seed=0)
+    return fuse_inception_1x1(inception_v1(num_classes=NUM_CLASSES, stem=case.stem, width=case.width, seed=0))
 
 
 def build_torch(case: ModelCase, minigrad_model: Any = None) -> Any:

@@ -172,17 +172,17 @@ def model_conv_cases(batch: int = BATCH, smoke: bool = False) -> list[KernelCase
     """One case per distinct convolution that the CIFAR-stem GoogLeNet runs (full width, batch 32; width 1/16,
     batch 2 with ``smoke``), in the order the model first runs them.
 
-    The shapes are not listed by hand: one forward pass records every ``conv2d_forward`` call the functional
-    layer makes through the kernels' dispatch point (so the stacked
-    1x1 convolutions of each block appear as the one wider conv the model really runs). Issue 7's target is
-    for each of them: backward at most twice its own forward.
+    The shapes are not listed by hand: one forward pass of the model as ``minigrad train`` runs it (fused by
+    ``fuse_inception_1x1``) records every ``conv2d_forward`` call the functional layer makes through the
+    kernels' dispatch point, so the stacked 1x1 convolutions of each block appear as the one wider conv the
+    model really runs. The target for each of them: backward at most twice its own forward.
     """
     import minigrad
     from minigrad.kernels import dispatch
-    from minigrad.models import inception_v1
+    from minigrad.models import fuse_inception_1x1, inception_v1
 
     width, batch = (0.0625, 2) if smoke else (1.0, batch)
-    model = inception_v1(num_classes=10, stem="cifar", width=width, seed=0).eval()
+    model = fuse_inception_1x1(inception_v1(num_classes=10, stem="cifar", width=width, seed=0)).eval()
     shapes: dict[tuple[int, int, int, int], None] = {}  # (C_in, C_out, kernel, size), insertion-ordered
     original = dispatch.conv2d_forward
 

@@ -146,8 +146,8 @@ def torch_twin_module() -> Any:
 def blas_info() -> dict[str, Any]:
     """How numpy's matrix multiply runs: {"threads", "source", "library", "core"}.
 
-    threads: the thread count OpenBLAS itself reports (asked through ctypes; threadpoolctl does the same,
-    but it is not a dependency); without OpenBLAS, OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / the CPUs this
+    threads: the thread count OpenBLAS itself reports (asked through threadpoolctl, see minigrad/blas.py);
+    without OpenBLAS, OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / the CPUs this
     process may run on. core: the kernel OpenBLAS chose, which OPENBLAS_CORETYPE can force.
     """
     threads = blas.get_threads()
@@ -161,7 +161,7 @@ def blas_info() -> dict[str, Any]:
 
 
 def set_blas_threads(threads: int) -> None:
-    """Tell numpy's OpenBLAS to use ``threads`` threads (through ctypes, as threadpoolctl would)."""
+    """Tell numpy's OpenBLAS to use ``threads`` threads (through threadpoolctl, see minigrad/blas.py)."""
     if not blas.set_threads(threads):
         raise RuntimeError(f"--threads {threads}: cannot find OpenBLAS in this process to set its threads; "
                            "set OPENBLAS_NUM_THREADS (or OMP_NUM_THREADS) before starting Python instead")

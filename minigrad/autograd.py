@@ -10,6 +10,9 @@ Read this file top to bottom; it is the whole engine.
    enough to overflow Python's recursion limit), then walks them from the root to the leaves. Each
    Function turns the gradients of its outputs into gradients of its inputs (the chain rule); when
    a tensor feeds several Functions, the gradients flowing back from each are *added*.
+4. In-place changes are counted (``Tensor.version``, as in PyTorch). A Function records the version of
+   each tensor its backward reads (its ``saves``); if an in-place op changed one before backward, the
+   saved array no longer holds what forward saw, and backward raises instead of returning wrong gradients.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from minigrad import backend
 from minigrad.tensor import Tensor
 
 _grad_enabled = True
@@ -55,11 +59,16 @@ class Function:
     ``backward(*grad_outputs)`` gets one gradient per output (same shape as that output) and returns
     one gradient per input, in order (a single array when there is one input); ``None`` for an input
     that needs no gradient. ``self.needs_input_grad[i]`` says whether input ``i`` wants one.
+
+    ``saves`` says which arrays ``backward`` reads as forward saw them: the op's "inputs" (``Mul`` keeps
+    ``a`` and ``b``), its "outputs" (``Exp`` keeps ``exp(x)``), both or neither (``Add`` keeps only shapes).
+    An op called with ``inplace=True`` writes its result over its first input's array.
     """
 
     inputs: tuple[Tensor | None, ...]
     needs_input_grad: tuple[bool, ...]
     n_outputs: int
+    saves: tuple[str, ...] = ("inputs",)
 
     def forward(self, *arrays: Any, **options: Any) -> Any:
         raise NotImplementedError
@@ -85,21 +94,75 @@ class Function:
         # Known before forward runs, so forward can skip saving what no backward will need (under no_grad).
         fn.needs_input_grad = tuple(_grad_enabled and t is not None and t.requires_grad for t in inputs)
         record = any(fn.needs_input_grad)
+        if record:
+            check_not_overwritten(fn, inputs)
         arrays = [None if t is None else t.data for t in inputs]
         outputs = fn.forward(*arrays, **options)
+        if options.get("inplace"):  # forward wrote over its first input's array: count the change
+            inputs[0].bump_version()
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
 
         # Integer outputs (indices, counts) never carry gradients.
         results = tuple(Tensor(array, requires_grad=record and array.dtype.kind == "f") for array in outputs)
+        for result in results:  # a view of an input (reshape, split, an in-place op) counts with it
+            source = memory_source(result.data, inputs)
+            if source is not None:
+                result.version_counter = source.version_counter
         if record:
             fn.inputs = inputs
             fn.n_outputs = len(results)
             fn.output_shapes = tuple(array.shape for array in outputs)
             for index, result in enumerate(results):
-                result.creator, result.output_index = fn, index
+                result.creator, result.output_index, result.creator_version = fn, index, result.version
+            # (which, index, counter, version now) of each tensor backward reads: see check_saved_versions
+            saved = [("input", i, t) for i, t in enumerate(inputs) if t is not None] if "inputs" in cls.saves else []
+            saved += [("output", i, t) for i, t in enumerate(results)] if "outputs" in cls.saves else []
+            fn.saved_versions = [(which, i, t.version_counter, t.version) for which, i, t in saved]
         return results[0] if single else results
+
+
+def memory_source(array: Any, inputs: tuple[Tensor | None, ...]) -> Tensor | None:
+    """The input whose array ``array`` is (an in-place op's output) or may be a view of (reshape, split).
+
+    A fresh array owns its memory (``base`` is None), so only views need the bounds check."""
+    for tensor in inputs:
+        if tensor is not None and (array is tensor.data or array.base is not None
+                                   and backend.xp_of(array).may_share_memory(array, tensor.data)):
+            return tensor
+    return None
+
+
+def check_not_overwritten(fn: Function, inputs: tuple[Tensor | None, ...]) -> None:
+    """Refuse an input that an in-place op changed after its creator made it.
+
+    Its creator's place in the graph describes the values it had then: a gradient sent through it now
+    would be the gradient of other values. (PyTorch moves the tensor's history onto the in-place op
+    instead; minigrad's in-place op returns a new tensor for the new values, so use that one.)
+    """
+    for index, tensor in enumerate(inputs):
+        if tensor is not None and tensor.creator is not None and tensor.version != tensor.creator_version:
+            raise RuntimeError(
+                f"{type(fn).__name__.lower()}: input {index} (shape {tensor.shape}) was overwritten by an in-place "
+                f"operation after {type(tensor.creator).__name__.lower()} made it (now at version {tensor.version}, "
+                f"made at version {tensor.creator_version}), so the graph no longer describes its values; use the "
+                "tensor the in-place op returned (x = F.relu(x, inplace=True)), or the op without inplace"
+            )
+
+
+def check_saved_versions(fn: Function) -> None:
+    """Raise if an in-place op changed a tensor that ``fn`` saved for backward (PyTorch's check)."""
+    for which, index, counter, version in fn.saved_versions:
+        if counter.value != version:
+            op, name = type(fn).__name__.lower(), f"{which} {index}"
+            shape = fn.inputs[index].shape if which == "input" else fn.output_shapes[index]
+            raise RuntimeError(
+                f"{op}: one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: {op}'s {name}, of shape {shape}, is at version {counter.value}; expected version "
+                f"{version} (when {op} saved it). Use the op without inplace=True, or change the tensor only "
+                "after backward() (an optimizer step between forward and backward does this too)"
+            )
 
 
 def topological_order(root: Function) -> list[Function]:
@@ -179,6 +242,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 xp.zeros(shape, dtype=like.dtype) if g is None else g
                 for g, shape in zip(grad_outputs, fn.output_shapes)
             ]
+        check_saved_versions(fn)
         input_grads = fn.backward(*grad_outputs)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)

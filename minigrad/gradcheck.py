@@ -89,16 +89,14 @@ def fixed_state(*modules: Any) -> Iterator[None]:
     """
     buffers = [buffer for module in modules for buffer in module.buffers()]
     saved_buffers = [buffer.data.copy() for buffer in buffers]
-    saved_generators = {device: _copy_generator(gen) for device, gen in backend._generators.items()}
+    saved_generators = backend.get_rng_state()
 
     def restore() -> None:
         for buffer, saved in zip(buffers, saved_buffers):
             buffer.data[...] = saved
-        # Also drop generators created after the snapshot (first use of rng() inside fn): each call then
-        # recreates them from the same seed, instead of drawing on from where the last call stopped.
-        backend._generators.clear()
-        for device, saved in saved_generators.items():
-            backend._generators[device] = _copy_generator(saved)
+        # A GPU generator first used after the snapshot starts afresh from the seed at every call, instead
+        # of drawing on from where the last call stopped (set_rng_state does that).
+        backend.set_rng_state(saved_generators)
 
     _state_restorers.append(restore)
     try:
@@ -106,12 +104,6 @@ def fixed_state(*modules: Any) -> Iterator[None]:
     finally:
         _state_restorers.remove(restore)
         restore()
-
-
-def _copy_generator(generator: Any) -> Any:
-    import copy
-
-    return copy.deepcopy(generator)
 
 
 def _unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:

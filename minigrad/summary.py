@@ -12,26 +12,8 @@ raises.
 The totals come in two sets, printed under different labels.
 
 **torchinfo's figures** (:attr:`Summary.torchinfo`), printed under torchinfo's own labels and computed
-by torchinfo's rules, so that they equal what ``torchinfo.summary`` prints for the same model in torch.
-Apart from the parameter count, torchinfo looks only at *leaf* modules (no sub-modules) that ran, at
-every call of them:
-
-* **Total params**: every parameter of the model, each once (the aux heads too, though they do not run
-  in eval mode). torchinfo counts a parameter shared by two modules once per module; minigrad once.
-* **Total mult-adds**: for each parameter of a leaf module, its size times how often it is used:
-  the parameters of a layer whose class name contains ``Conv`` (weight *and* bias) once per output
-  position (``N * H_out * W_out``), those of any other layer (Linear, BatchNorm2d) once per entry of
-  the output's first axis (``N``). So a conv's weight gives the dot products, its bias one
-  multiply-add per output value, a batch norm ``N * 2 * C`` and a Linear ``N * (in * out + out)`` (a
-  Linear on ``(N, L, in)`` is counted for ``N`` rows, not ``N * L``: torchinfo's rule).
-* **Forward/backward pass size**: twice the outputs of the leaf modules that hold parameters (convs,
-  batch norms, linears: not pools, ReLUs, dropout or concatenations): each output and its gradient.
-* **Params size**: the parameters of the leaf modules that ran, each module once. A module that did
-  not run (the aux heads in eval mode) and a container's own parameters are left out.
-* **Input size**: the input tensor's bytes. (torchinfo measures it with ``sys.getsizeof`` of the
-  tensor's storage, which adds the few dozen bytes of that Python object's header; a 2-decimal MB
-  figure does not show them.)
-* **Estimated Total Size**: input + forward/backward pass + params (buffers are not counted).
+by torchinfo's rules, so that they equal what ``torchinfo.summary`` prints for the same model in torch:
+:mod:`minigrad.torchinfo_figures` lists those rules.
 
 **minigrad's own figures** (the attributes of :class:`Summary`), under labels that say what they count:
 
@@ -59,7 +41,6 @@ every call of them:
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,11 +49,14 @@ import numpy
 
 from minigrad import backend
 from minigrad.autograd import no_grad
+from minigrad.models.fuse import Fused1x1Conv
 from minigrad.nn.layers import Conv2d, Linear
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor
+from minigrad.torchinfo_figures import MB, TorchinfoFigures, torchinfo_mult_adds, torchinfo_share
 
-MB = 1e6  # bytes in a megabyte, as torchinfo counts
+__all__ = ["MULT_ADDS", "Summary", "SummaryRow", "TorchinfoFigures", "register_command", "summary",
+           "summary_command", "torchinfo_mult_adds"]
 
 
 # ----- multiply-adds: one rule per layer type ---------------------------------------------------
@@ -87,8 +71,16 @@ def linear_mult_adds(module: Linear, output: Tensor) -> int:
     return output.size * module.in_features
 
 
-#: Layer type -> function(module, output tensor) -> multiply-adds for the whole batch.
-MULT_ADDS: dict[type, Callable[[Any, Tensor], int]] = {Conv2d: conv2d_mult_adds, Linear: linear_mult_adds}
+def fused_1x1_mult_adds(module: Fused1x1Conv, output: Tensor) -> int:
+    """each output piece (N, C_i, H, W) of one stacked 1x1 convolution: a dot product over C_in per value."""
+    return output.size * module.in_channels
+
+
+#: Layer type -> function(module, output tensor) -> multiply-adds for the whole batch (called once per
+#: output tensor of each call).
+MULT_ADDS: dict[type, Callable[[Any, Tensor], int]] = {
+    Conv2d: conv2d_mult_adds, Linear: linear_mult_adds, Fused1x1Conv: fused_1x1_mult_adds,
+}
 
 
 def _mult_adds_rule(module: Module) -> Callable[[Any, Tensor], int] | None:
@@ -96,39 +88,6 @@ def _mult_adds_rule(module: Module) -> Callable[[Any, Tensor], int] | None:
         if cls in MULT_ADDS:
             return MULT_ADDS[cls]
     return None
-
-
-# ----- torchinfo's rules -------------------------------------------------------------------------
-def torchinfo_mult_adds(module: Module, output_shape: Sequence[int]) -> int:
-    """torchinfo's multiply-adds of one call of a leaf module, from the parameters it holds.
-
-    output_shape: the shape torchinfo reads, e.g. (N, C_out, H_out, W_out). Each parameter named
-    ``weight`` or ``bias`` counts its size once per output position (N * H_out * W_out) in a layer whose
-    class name contains "Conv", once per entry of the output's first axis (N) in any other layer; a
-    parameter whose name merely contains "weight" or "bias" (an RNN's ``weight_ih_l0``) counts once per
-    entry of the first two axes. Any other parameter counts 0.
-    """
-    shape = [int(size) for size in output_shape]
-    total = 0
-    for name, parameter in module.named_parameters(recurse=False):
-        if name in ("weight", "bias"):
-            uses = math.prod(shape[:1] + shape[2:]) if "Conv" in type(module).__name__ else math.prod(shape[:1])
-        elif "weight" in name or "bias" in name:
-            uses = math.prod(shape[:2])
-        else:
-            uses = 0
-        total += parameter.size * uses
-    return total
-
-
-def _torchinfo_output(value: Any) -> Tensor | None:
-    """The one tensor of a module's output that torchinfo measures: the first of a tuple or list (nested
-    ones too), the last value of a dict."""
-    if isinstance(value, dict):
-        return _torchinfo_output(list(value.values())[-1]) if value else None
-    if isinstance(value, (tuple, list)):
-        return _torchinfo_output(value[0]) if value else None
-    return value if isinstance(value, Tensor) else None
 
 
 def _tensors_in(value: Any) -> list[Tensor]:
@@ -156,48 +115,10 @@ class SummaryRow:
     mult_adds: int  # this module's own dot-product multiply-adds for the whole batch (see MULT_ADDS)
     output_bytes: int  # size of what the module returned
     calls: int  # how many times the forward called it (0: not used, e.g. aux heads in eval mode)
-    # torchinfo's share of this module (see the module docstring); 0 for containers and modules that did not run
+    # torchinfo's share of this module (see minigrad.torchinfo_figures); 0 for containers and modules that did not run
     torchinfo_mult_adds: int = 0  # torchinfo's mult-adds, every call
     torchinfo_output_bytes: int = 0  # the output torchinfo's pass size counts (layers with parameters), every call
     torchinfo_param_bytes: int = 0  # the parameters torchinfo's params size counts (a leaf module that ran)
-
-
-@dataclass
-class TorchinfoFigures:
-    """The totals ``torchinfo.summary`` prints, computed by its rules (see the module docstring)."""
-
-    total_params: int
-    trainable_params: int
-    total_mult_adds: int  # for the whole batch, bias and batch norm included
-    input_bytes: int
-    forward_backward_bytes: int  # 2 x the outputs of the leaf modules that hold parameters
-    param_bytes: int  # the parameters of the leaf modules that ran
-
-    @property
-    def total_bytes(self) -> int:
-        """torchinfo's "Estimated Total Size": input + forward/backward pass + params (no buffers)."""
-        return self.input_bytes + self.forward_backward_bytes + self.param_bytes
-
-    def lines(self, divider: str = "=" * 40) -> list[str]:
-        """The figures as torchinfo prints them: the same labels, units and digits, and its divider."""
-        return [
-            f"Total params: {self.total_params:,}",
-            f"Trainable params: {self.trainable_params:,}",
-            f"Non-trainable params: {self.total_params - self.trainable_params:,}",
-            f"Total mult-adds {_torchinfo_count(self.total_mult_adds)}",
-            divider,
-            f"Input size (MB): {self.input_bytes / MB:.2f}",
-            f"Forward/backward pass size (MB): {self.forward_backward_bytes / MB:.2f}",
-            f"Params size (MB): {self.param_bytes / MB:.2f}",
-            f"Estimated Total Size (MB): {self.total_bytes / MB:.2f}",
-        ]
-
-
-def _torchinfo_count(count: int) -> str:
-    """A count as torchinfo writes it: in T from 10^12, G from 10^9, else M; 2 decimals unless whole."""
-    unit, scale = ("T", 1e12) if count >= 1e12 else ("G", 1e9) if count >= 1e9 else ("M", 1e6)
-    value = count / scale
-    return f"({unit}): {int(value):,}" if value.is_integer() else f"({unit}): {value:,.2f}"
 
 
 @dataclass
@@ -242,7 +163,7 @@ class Summary:
 
     @property
     def torchinfo(self) -> TorchinfoFigures:
-        """The totals torchinfo prints for this model, by its rules (the module docstring lists them)."""
+        """The totals torchinfo prints for this model, by its rules (minigrad.torchinfo_figures lists them)."""
         return TorchinfoFigures(
             total_params=self.total_params,
             trainable_params=self.trainable_params,
@@ -364,7 +285,7 @@ def summary(
     counted_tensors: set[int] = {id(x)}  # a module returning its input (Identity) adds no activation
     activation_bytes = 0
     for name, module in named_modules:
-        own = [p for p in module._parameters.values() if p is not None and id(p) not in seen_parameters]
+        own = [p for p in module.parameters(recurse=False) if id(p) not in seen_parameters]
         seen_parameters.update(id(p) for p in own)
         outputs = calls[id(module)]
         rule = _mult_adds_rule(module)
@@ -380,15 +301,8 @@ def summary(
                 if id(tensor) not in counted_tensors:
                     counted_tensors.add(id(tensor))
                     activation_bytes += tensor.data.nbytes
-        torchinfo_macs = torchinfo_output_bytes = torchinfo_param_bytes = 0
-        module_parameters = list(module.parameters(recurse=False))
-        if is_leaf[id(module)] and outputs:
-            torchinfo_param_bytes = sum(p.data.nbytes for p in module_parameters)
-            for output in outputs:
-                measured = _torchinfo_output(output)
-                torchinfo_macs += torchinfo_mult_adds(module, measured.shape if measured is not None else ())
-                if module_parameters and measured is not None:
-                    torchinfo_output_bytes += measured.data.nbytes
+        torchinfo_macs, torchinfo_output_bytes, torchinfo_param_bytes = torchinfo_share(
+            module, outputs, is_leaf[id(module)])
         rows.append(SummaryRow(
             name=name, depth=name.count(".") + 1 if name else 0, layer_type=type(module).__name__,
             output_shapes=output_shapes, num_params=sum(p.size for p in own),

@@ -3,6 +3,10 @@
 A Tensor made by an op remembers its ``creator`` (the Function that made it); a Tensor you make
 yourself is a *leaf*. ``loss.backward()`` fills ``.grad`` of every leaf with ``requires_grad=True``.
 The arithmetic methods below only route to the differentiable ops in :mod:`minigrad.functional`.
+
+Every tensor also counts the in-place changes of its array (:attr:`Tensor.version`), as PyTorch does, so
+that backward can refuse to use an array that was overwritten after an op saved it (see
+:mod:`minigrad.autograd`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,16 @@ def _functional() -> Any:
     return functional
 
 
+class VersionCounter:
+    """How many times an array has been changed in place. Tensors whose arrays share memory (a view and
+    its base, an in-place op's input and output, a tensor and its ``detach()``) share one counter."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class Tensor:
     """An n-dimensional array that can take part in automatic differentiation.
 
@@ -43,8 +57,9 @@ class Tensor:
     def __init__(
         self, data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None
     ) -> None:
-        if isinstance(data, Tensor):
-            data = data.data
+        source = data if isinstance(data, Tensor) else None
+        if source is not None:
+            data = source.data
         if device is None:
             device = backend.device_of(data)
         xp = backend.get_xp(device)
@@ -70,6 +85,10 @@ class Tensor:
         self.creator: Function | None = None  # the Function that produced this tensor, if any
         self.output_index = 0  # which output of its creator this tensor is
         self.retains_grad = False
+        # Tensor(t) keeps t's array, so it keeps t's count of in-place changes too.
+        shared = source is not None and data is source.data
+        self.version_counter = source.version_counter if shared else VersionCounter()
+        self.creator_version = 0  # the version when the creator made it (see autograd's stale-tensor check)
 
     # ----- what it is -------------------------------------------------------------------------
     @property
@@ -100,6 +119,16 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self.creator is None
+
+    @property
+    def version(self) -> int:
+        """How many in-place changes this tensor's array has seen (PyTorch's ``tensor._version``)."""
+        return self.version_counter.value
+
+    def bump_version(self) -> None:
+        """Count one in-place change of ``data``. Every in-place operation calls it: ``relu(x, inplace=True)``,
+        optimizer steps, ``nn.init`` fills, ``load_state_dict``, gradient accumulation."""
+        self.version_counter.value += 1
 
     def __len__(self) -> int:
         return len(self.data)
@@ -145,8 +174,10 @@ class Tensor:
         return self.to(dtype=float64)
 
     def detach(self) -> Tensor:
-        """The same values (shared memory) cut off from the graph."""
-        return Tensor(self.data)
+        """The same values (shared memory, and so the same version counter) cut off from the graph."""
+        detached = Tensor(self.data)
+        detached.version_counter = self.version_counter
+        return detached
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if requires_grad and self.dtype.kind != "f":
@@ -173,10 +204,12 @@ class Tensor:
             self.grad = Tensor(grad.copy())
         else:
             self.grad.data += grad
+            self.grad.bump_version()
 
     # ----- arithmetic (each routes to a Function in minigrad.functional) -----------------------
-    def _lift(self, other: Any) -> Tensor:
-        """Wrap a Python number or array as a constant tensor of this tensor's dtype and device."""
+    def as_tensor(self, other: Any) -> Tensor:
+        """``other`` as a Tensor: a Tensor as it is, a Python number or array as a constant of this
+        tensor's dtype and device (the other operand of ``x + 2``)."""
         if isinstance(other, Tensor):
             return other
         other = self.xp.asarray(other)
@@ -185,28 +218,28 @@ class Tensor:
         return Tensor(other.astype(dtype, copy=False))
 
     def __add__(self, other: Any) -> Tensor:
-        return _functional().add(self, self._lift(other))
+        return _functional().add(self, self.as_tensor(other))
 
     def __radd__(self, other: Any) -> Tensor:
-        return _functional().add(self._lift(other), self)
+        return _functional().add(self.as_tensor(other), self)
 
     def __sub__(self, other: Any) -> Tensor:
-        return _functional().sub(self, self._lift(other))
+        return _functional().sub(self, self.as_tensor(other))
 
     def __rsub__(self, other: Any) -> Tensor:
-        return _functional().sub(self._lift(other), self)
+        return _functional().sub(self.as_tensor(other), self)
 
     def __mul__(self, other: Any) -> Tensor:
-        return _functional().mul(self, self._lift(other))
+        return _functional().mul(self, self.as_tensor(other))
 
     def __rmul__(self, other: Any) -> Tensor:
-        return _functional().mul(self._lift(other), self)
+        return _functional().mul(self.as_tensor(other), self)
 
     def __truediv__(self, other: Any) -> Tensor:
-        return _functional().div(self, self._lift(other))
+        return _functional().div(self, self.as_tensor(other))
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return _functional().div(self._lift(other), self)
+        return _functional().div(self.as_tensor(other), self)
 
     def __neg__(self) -> Tensor:
         return _functional().neg(self)

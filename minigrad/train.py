@@ -128,11 +128,11 @@ def build_loaders(config: TrainConfig, train_set: Any, test_set: Any) -> tuple[A
 
 
 def build_model(config: TrainConfig, num_classes: int) -> Module:
-    from minigrad.models import inception_v1
+    from minigrad.models import fuse_inception_1x1, inception_v1
 
     model = inception_v1(num_classes=num_classes, aux_logits=config.aux_weight > 0, variant=config.variant,
                          stem=config.stem, width=config.width, dropout=config.dropout, seed=config.seed)
-    return model.to(config.device)
+    return fuse_inception_1x1(model).to(config.device)
 
 
 def build_optimizer(config: TrainConfig, model: Module) -> Any:

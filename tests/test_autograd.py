@@ -6,6 +6,7 @@ inputs) take the ``device`` fixture; graph bookkeeping, error messages and no_gr
 
 from __future__ import annotations
 
+import re
 import weakref
 
 import numpy
@@ -13,7 +14,7 @@ import pytest
 
 import minigrad
 import minigrad.functional as F
-from minigrad import Function, Tensor, autograd, backend, no_grad
+from minigrad import Function, Tensor, autograd, backend, nn, no_grad, optim
 from minigrad.autograd import topological_order
 
 
@@ -345,3 +346,134 @@ def test_backward_on_a_leaf_sets_its_grad(device):
     x = leaf(3, device=device)
     x.backward(numpy.arange(3.0))
     numpy.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 2.0])
+
+
+# ----- in-place changes: versions and saved tensors ---------------------------------------------------
+# Each scenario runs in minigrad and in torch on the same values: `relu_` is the in-place ReLU (torch.relu_,
+# or F.relu(x, inplace=True)), and every scenario uses what it returns, as torch code may use either.
+def _exp_then_relu_(x, w, relu_):  # exp saves its output, which relu_ overwrites: torch refuses
+    return relu_(x.exp()).sum()
+
+
+def _view_of_tanh_relu_(x, w, relu_):  # the same through a view: the view shares its base's counter
+    return relu_(x.tanh().reshape(-1)).sum()
+
+
+def _detached_exp_relu_(x, w, relu_):  # detach() shares the array, and so the counter
+    y = x.exp()
+    loss = y.sum()
+    relu_(y.detach())
+    return loss
+
+
+def _saved_by_mul_(x, w, relu_):  # a * w saved a for w's gradient
+    a = x * 1.0
+    b = a * w
+    return b.sum() + relu_(a).sum()
+
+
+def _sigmoid_then_relu_(x, w, relu_):  # sigmoid saves its output, not its input: legal
+    y = x * w
+    s = y.sigmoid()
+    return (s * s).sum() + relu_(y).sum()
+
+
+def _add_then_relu_(x, w, relu_):  # add saves nothing: legal, and both paths get their gradient
+    a = x * w
+    b = a + 1.0
+    return (b * b).sum() + relu_(a).sum()
+
+
+IN_PLACE_SCENARIOS = {
+    _exp_then_relu_: "exp's output 0, of shape (3, 4), is at version 1; expected version 0",
+    _view_of_tanh_relu_: "tanh's output 0, of shape (3, 4), is at version 1; expected version 0",
+    _detached_exp_relu_: "exp's output 0, of shape (3, 4), is at version 1; expected version 0",
+    _saved_by_mul_: "mul's input 0, of shape (3, 4), is at version 1; expected version 0",
+    _sigmoid_then_relu_: None,
+    _add_then_relu_: None,
+}
+
+
+@pytest.mark.parametrize("scenario", IN_PLACE_SCENARIOS, ids=lambda f: f.__name__.strip("_"))
+def test_an_in_place_change_of_a_saved_tensor_raises_where_torch_does(scenario, torch, device):
+    rng = numpy.random.default_rng(0)
+    x_values, w_values = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    x, w = Tensor(x_values, requires_grad=True, device=device), Tensor(w_values, requires_grad=True, device=device)
+    tx, tw = torch.tensor(x_values, requires_grad=True), torch.tensor(w_values, requires_grad=True)
+    message = IN_PLACE_SCENARIOS[scenario]
+    if message is None:
+        scenario(x, w, lambda a: F.relu(a, inplace=True)).backward()
+        scenario(tx, tw, torch.relu_).backward()
+        numpy.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-13, atol=1e-13)
+        numpy.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-13, atol=1e-13)
+        return
+    loss = scenario(x, w, lambda a: F.relu(a, inplace=True))
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation: " + re.escape(message)):
+        loss.backward()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        scenario(tx, tw, torch.relu_).backward()
+
+
+def test_versions_count_every_in_place_change(device):
+    x = leaf(3, 4, device=device)
+    y = x * 2.0
+    assert x.version == 0 and y.version == 0
+    view = y.reshape(12)
+    out = F.relu(view, inplace=True)
+    assert out.data is view.data and out.version == view.version == y.version == 1  # one array, one count
+    assert F.relu(x.detach(), inplace=True).version == x.version == 1
+    assert (x * 1.0).version == 0  # a new array starts at 0
+
+
+def test_an_optimizer_step_between_forward_and_backward_raises_as_in_torch(torch):
+    layer = nn.Linear(4, 3)
+    # The input wants a gradient, which needs the weight: so torch saves the weight too.
+    loss = layer(Tensor(numpy.ones((2, 4), dtype=numpy.float32), requires_grad=True)).sum()
+    optimizer = optim.SGD(layer.parameters(), lr=0.1)
+    for parameter in layer.parameters():
+        parameter.grad = Tensor(numpy.ones(parameter.shape, dtype=numpy.float32))
+    optimizer.step()  # updates layer.weight in place, as torch's step does
+    # version 1 when saved: nn.init filled the weight in place once (torch counts that too)
+    with pytest.raises(RuntimeError, match=r"linear: one of the variables .* linear's input 1, of shape \(3, 4\), "
+                                           r"is at version 2; expected version 1"):
+        loss.backward()
+    twin = torch.nn.Linear(4, 3)
+    twin_loss = twin(torch.ones(2, 4, requires_grad=True)).sum()
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
+    for parameter in twin.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    twin_optimizer.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        twin_loss.backward()
+
+
+def test_the_tensor_an_in_place_op_overwrote_cannot_carry_a_gradient_any_more():
+    # minigrad's in-place op returns a new tensor for the new values (torch would move x's history onto
+    # the op instead); the old tensor's graph describes values it no longer holds, so using it raises.
+    x = leaf(3, 4)
+    hidden = x * 2.0
+    F.relu(hidden, inplace=True)
+    with pytest.raises(RuntimeError, match=r"mul: input 0 \(shape \(3, 4\)\) was overwritten by an in-place "
+                                           r"operation after mul made it .* use the tensor the in-place op returned"):
+        hidden * 3.0
+    with no_grad():  # its values are fine to read without a gradient
+        numpy.testing.assert_array_equal((hidden * 1.0).numpy(), numpy.maximum(2 * x.numpy(), 0))
+
+
+def test_the_version_check_catches_a_planted_missing_bump(monkeypatch):
+    # Without the counter moving, exp's backward would silently use the overwritten values: the check
+    # is what stands between an in-place op and a wrong gradient.
+    x = Tensor(numpy.array([-1.0, 0.5, 2.0]), requires_grad=True)
+    monkeypatch.setattr(Tensor, "bump_version", lambda self: None)
+    y = x.tanh()
+    loss = y.sum()
+    F.relu(y, inplace=True)  # tanh(-1) < 0 becomes 0, which tanh's backward (1 - y^2) then reads
+    loss.backward()  # no error: the planted bug goes unseen ...
+    assert not numpy.allclose(x.grad.numpy(), 1 - numpy.tanh(x.numpy()) ** 2)  # ... and the gradient is wrong
+    monkeypatch.undo()
+    x.grad = None
+    y = x.tanh()
+    loss = y.sum()
+    F.relu(y, inplace=True)
+    with pytest.raises(RuntimeError, match="tanh's output 0, of shape"):  # with the counter: caught
+        loss.backward()

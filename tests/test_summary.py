@@ -472,3 +472,24 @@ def test_cli_summary_prints_the_seed_figures(capsys):
 
 def test_summary_is_a_summary():
     assert isinstance(summary(small_net(), (1, 3, 8, 8)), Summary)
+
+
+def test_summary_shows_the_paper_modules_unless_the_model_was_fused():
+    from minigrad.models import fuse_inception_1x1, inception_v1
+
+    def build():
+        return inception_v1(num_classes=10, stem="cifar", width=0.125, seed=0)
+
+    plain, fused = summary(build(), (2, 3, 32, 32)), summary(fuse_inception_1x1(build()), (2, 3, 32, 32))
+    plain_types = {row.name: row.layer_type for row in plain.rows}
+    assert plain_types["inception3a"] == "Inception" and not any("Fused" in t for t in plain_types.values())
+    assert all(row.calls == 1 for row in plain.rows if row.name.startswith("inception3a"))  # every module ran
+    fused_rows = {row.name: row for row in fused.rows}
+    assert fused_rows["inception3a"].layer_type == "FusedInception"
+    stacked = fused_rows["inception3a.fused_1x1"]
+    assert stacked.layer_type == "Fused1x1Conv" and stacked.calls == 1 and len(stacked.output_shapes) == 3
+    assert fused_rows["inception3a.branch1.conv"].calls == 0  # its work is done by fused_1x1
+    assert stacked.mult_adds == sum(plain.rows[[r.name for r in plain.rows].index(name)].mult_adds
+                                    for name in ("inception3a.branch1.conv", "inception3a.branch2.0.conv",
+                                                 "inception3a.branch3.0.conv"))
+    assert (fused.total_mult_adds, fused.total_params) == (plain.total_mult_adds, plain.total_params)

@@ -266,3 +266,22 @@ def test_render_for_real(tmp_path):
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
     path = render(to_dot(model=model, input=random_input(2, 4)), tmp_path / "graph.svg")
     assert path.read_text().lstrip().startswith("<?xml") or "<svg" in path.read_text()
+
+
+def test_a_fused_googlenet_draws_its_fused_module_and_an_unfused_one_the_paper_modules():
+    from minigrad.models import fuse_inception_1x1, inception_v1
+
+    def edges_at_depth_two(model):
+        return named_edges(to_dot(model=model, input=random_input(1, 3, 32, 32), collapse="module", depth=2))
+
+    plain = edges_at_depth_two(inception_v1(num_classes=10, stem="cifar", width=0.125, seed=0))
+    assert {(f"inception3a.branch{i}", "Cat") for i in (1, 2, 3, 4)} <= plain  # conv1's last op, ReLU, feeds them
+    assert {("ReLU", f"inception3a.branch{i}") for i in (1, 2, 3, 4)} <= plain
+    assert not any("fused" in a + b for a, b in plain)
+    fused = edges_at_depth_two(fuse_inception_1x1(inception_v1(num_classes=10, stem="cifar", width=0.125, seed=0)))
+    inception3a = {edge for edge in fused if "inception3a" in edge[0] + edge[1]}
+    assert inception3a == {
+        ("ReLU", "inception3a.fused_1x1"), ("ReLU", "inception3a.branch4"), ("inception3a.fused_1x1", "Cat"),
+        ("inception3a.fused_1x1", "inception3a.branch2"), ("inception3a.fused_1x1", "inception3a.branch3"),
+        ("inception3a.branch2", "Cat"), ("inception3a.branch3", "Cat"), ("inception3a.branch4", "Cat"),
+    }

@@ -37,6 +37,8 @@ def check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
 
 
 class Add(Function):
+    saves = ()
+
     def forward(self, a: Any, b: Any) -> Any:
         self.shapes = a.shape, b.shape
         return a + b
@@ -46,6 +48,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saves = ()
+
     def forward(self, a: Any, b: Any) -> Any:
         self.shapes = a.shape, b.shape
         return a - b
@@ -77,6 +81,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    saves = ()
+
     def forward(self, x: Any) -> Any:
         return -x
 
@@ -86,6 +92,8 @@ class Neg(Function):
 
 class Pow(Function):
     """x ** y; d/dx = y x^(y-1), d/dy = x^y log x."""
+
+    saves = ("inputs", "outputs")
 
     def forward(self, x: Any, y: Any) -> Any:
         self.x, self.y = x, y
@@ -100,6 +108,8 @@ class Pow(Function):
 
 
 class Exp(Function):
+    saves = ("outputs",)
+
     def forward(self, x: Any) -> Any:
         self.out = backend.xp_of(x).exp(x)
         return self.out
@@ -118,6 +128,8 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saves = ("outputs",)
+
     def forward(self, x: Any) -> Any:
         self.out = backend.xp_of(x).sqrt(x)
         return self.out
@@ -132,6 +144,8 @@ class ReLU(Function):
     ``maximum`` is one pass (and keeps NaN, as torch does); the backward rebuilds the mask from the
     output, which the next layer keeps alive anyway, instead of storing a mask of its own.
     """
+
+    saves = ("outputs",)
 
     def forward(self, x: Any, inplace: bool = False) -> Any:
         out = backend.xp_of(x).maximum(x, 0, out=x if inplace else None)
@@ -151,6 +165,8 @@ class Sigmoid(Function):
     round to 0 in float32 (sigmoid(-20) = 2e-9, not 0).
     """
 
+    saves = ("outputs",)
+
     def forward(self, x: Any) -> Any:
         xp = backend.xp_of(x)
         e = xp.exp(-xp.abs(x))
@@ -162,6 +178,8 @@ class Sigmoid(Function):
 
 
 class Tanh(Function):
+    saves = ("outputs",)
+
     def forward(self, x: Any) -> Any:
         self.out = backend.xp_of(x).tanh(x)
         return self.out
@@ -171,8 +189,8 @@ class Tanh(Function):
 
 
 def _binary(fn: type[Function], op: str, a: Any, b: Any) -> Tensor:
-    a = a if isinstance(a, Tensor) else b._lift(a)
-    b = b if isinstance(b, Tensor) else a._lift(b)
+    a = a if isinstance(a, Tensor) else b.as_tensor(a)
+    b = b if isinstance(b, Tensor) else a.as_tensor(b)
     # An integer tensor meets a float one: compute in the float dtype, as PyTorch does (NumPy would pick float64).
     if a.dtype.kind == "f" and b.dtype.kind != "f":
         b = b.to(dtype=a.dtype)
@@ -225,8 +243,11 @@ def sqrt(x: Tensor) -> Tensor:
 
 def relu(x: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0). ``inplace=True`` (as in PyTorch) writes the result over ``x``'s array: no new array, and
-    none kept alive for backward. Only for an ``x`` that nothing else reads afterwards and whose creator
-    saved no copy of it for its own backward, such as batch norm's output in ``BasicConv2d``."""
+    none kept alive for backward. It is safe where nothing needs ``x``'s old values, such as batch norm's
+    output in ``BasicConv2d`` (batch norm's backward reads its input, not its output). Where something
+    does, the change is caught: ``x.version`` goes up, and the backward of an op that saved ``x`` raises,
+    naming that op, as PyTorch's does. Use the returned tensor from then on: ``x`` itself keeps its old
+    place in the graph, so an op that would record a gradient through it raises too."""
     if inplace and x.requires_grad and x.is_leaf:
         raise RuntimeError(
             f"relu: inplace=True would overwrite a leaf tensor that requires grad (shape {x.shape}), whose "

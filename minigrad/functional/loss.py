@@ -22,6 +22,8 @@ def _log_softmax(x: Any, axis: int) -> Any:
 class LogSoftmax(Function):
     """y = x - logsumexp(x); dy/dx applied to g: g - softmax(x) * sum(g)."""
 
+    saves = ("outputs",)
+
     def forward(self, x: Any, axis: int) -> Any:
         self.axis = axis
         self.out = _log_softmax(x, axis)
@@ -34,6 +36,8 @@ class LogSoftmax(Function):
 
 class Softmax(Function):
     """s = exp(x) / sum(exp(x)); dy/dx applied to g: s * (g - sum(g * s))."""
+
+    saves = ("outputs",)
 
     def forward(self, x: Any, axis: int) -> Any:
         self.axis = axis
@@ -50,6 +54,8 @@ class CrossEntropy(Function):
     With label smoothing eps the target distribution is q = (1 - eps) * onehot + eps / C, and
     loss_i = -sum_c q_c log softmax(x_i)_c. Its gradient is simply softmax(x_i) - q.
     """
+
+    saves = ()
 
     def forward(self, logits: Any, targets: Any, label_smoothing: float, reduction: str) -> Any:
         xp = backend.xp_of(logits)

@@ -123,6 +123,8 @@ def batch_norm(
 
 # ----- dropout --------------------------------------------------------------------------------
 class Dropout(Function):
+    saves = ()
+
     def forward(self, x: Any, p: float, training: bool, generator: Any) -> Any:
         out, self.ctx = kernels.dropout_forward(x, p, training, generator)
         return out
@@ -139,6 +141,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, generator: Any
 
 # ----- concatenation --------------------------------------------------------------------------
 class Cat(Function):
+    saves = ()
+
     def forward(self, *xs: Any, dim: int) -> Any:
         self.dim, self.sizes = dim, [x.shape[dim] for x in xs]
         return kernels.concat(list(xs), dim)
@@ -148,6 +152,8 @@ class Cat(Function):
 
 
 class Split(Function):
+    saves = ()
+
     def forward(self, x: Any, split_size_or_sections: Any, dim: int) -> tuple:
         self.dim, self.like = dim, x
         pieces = kernels.split(x, split_size_or_sections, dim)

@@ -30,6 +30,8 @@ def expand_back(grad: Any, shape: tuple[int, ...], axes: tuple[int, ...], keepdi
 
 
 class Sum(Function):
+    saves = ()
+
     def forward(self, x: Any, axes: tuple, keepdim: bool) -> Any:
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
         return x.sum(axis=axes, keepdims=keepdim)
@@ -39,6 +41,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    saves = ()
+
     def forward(self, x: Any, axes: tuple, keepdim: bool) -> Any:
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
         self.count = 1
@@ -52,6 +56,8 @@ class Mean(Function):
 
 class Max(Function):
     """The largest value over ``axes``. Ties share the gradient equally (as ``torch.amax`` does)."""
+
+    saves = ()
 
     def forward(self, x: Any, axes: tuple, keepdim: bool) -> Any:
         self.axes, self.keepdim = axes, keepdim

@@ -10,6 +10,8 @@ from minigrad.tensor import Tensor
 
 
 class Reshape(Function):
+    saves = ()
+
     def forward(self, x: Any, shape: tuple[int, ...]) -> Any:
         self.shape = x.shape
         return x.reshape(shape)
@@ -20,6 +22,8 @@ class Reshape(Function):
 
 class Permute(Function):
     """Reorder the axes; the backward applies the inverse permutation."""
+
+    saves = ()
 
     def forward(self, x: Any, dims: tuple[int, ...]) -> Any:
         self.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
@@ -37,6 +41,8 @@ class GetItem(Function):
     On a GPU that is an atomic add per value: the gradient of an entry picked several times is summed in
     no fixed order, so reruns can differ in the last bits (GoogLeNet's training step does not use it).
     """
+
+    saves = ()
 
     def forward(self, x: Any, index: Any) -> Any:
         self.shape, self.index = x.shape, index

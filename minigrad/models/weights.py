@@ -26,7 +26,7 @@ from typing import Any
 import numpy
 
 from minigrad.models.torch_pickle import read_torch_file
-from minigrad.nn.module import Module, _as_array
+from minigrad.nn.module import Module, as_numpy
 
 WRAPPER_KEYS = ("state_dict", "model")  # training scripts often save {"state_dict": ..., "epoch": ...}
 OUTPUT_FORMATS = (".npz", ".safetensors")
@@ -61,7 +61,7 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
     arrays = {}
     for key, value in state.items():
         name = key[len("module."):] if key.startswith("module.") else key
-        array = _as_array(value)
+        array = as_numpy(value)
         if array.dtype.kind not in "biufc":
             raise TypeError(f"read_state_dict: {label!r} entry {key!r} is a {type(value).__name__}, not a tensor; "
                             f"a state dict maps names to tensors")

@@ -21,6 +21,7 @@ def _fill(tensor: Tensor, values: Any) -> Tensor:
     # The values may come from another device's generator (a NumPy Generator for a GPU tensor): copy them over
     # first, since CuPy refuses to write a NumPy array into GPU memory (and NumPy to read a CuPy one).
     tensor.data[...] = backend.to_device(values, tensor.device).astype(tensor.dtype, copy=False)
+    tensor.bump_version()
     return tensor
 
 
@@ -62,6 +63,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: Any 
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
     tensor.data[...] = value
+    tensor.bump_version()
     return tensor
 
 

@@ -62,11 +62,17 @@ class Identity(Module):
 
 
 class ReLU(Module):
+    """max(x, 0); ``inplace=True`` overwrites the input's array (see :func:`minigrad.functional.relu`)."""
+
     def __init__(self, inplace: bool = False) -> None:
-        super().__init__()  # `inplace` is accepted for PyTorch compatibility; minigrad never works in place
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x)
+        return F.relu(x, inplace=self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class Flatten(Module):
@@ -249,6 +255,8 @@ class _BatchNorm(Module):
         )
         if updating:
             self.num_batches_tracked.data += 1
+            for buffer in (self.running_mean, self.running_var, self.num_batches_tracked):
+                buffer.bump_version()  # batch_norm updated the running statistics in place
         return out
 
     def extra_repr(self) -> str:

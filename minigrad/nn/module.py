@@ -26,8 +26,8 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-def _as_array(value: Any) -> numpy.ndarray:
-    """A NumPy array from a NumPy/CuPy array, a minigrad Tensor or a torch tensor."""
+def as_numpy(value: Any) -> numpy.ndarray:
+    """A NumPy array from a NumPy/CuPy array, a minigrad Tensor or a torch tensor (a state dict's values)."""
     if isinstance(value, Tensor):
         return value.numpy()
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor, without importing torch
@@ -229,16 +229,17 @@ class Module:
                 f"{unexpected}; pass strict=False to load the keys that match"
             )
         mismatched = [
-            f"{key}: checkpoint {tuple(numpy.shape(_as_array(state[key])))} vs model {own[key].shape}"
+            f"{key}: checkpoint {tuple(numpy.shape(as_numpy(state[key])))} vs model {own[key].shape}"
             for key in own
-            if key in state and tuple(numpy.shape(_as_array(state[key]))) != own[key].shape
+            if key in state and tuple(numpy.shape(as_numpy(state[key]))) != own[key].shape
         ]
         if mismatched:
             raise ValueError(f"load_state_dict into {type(self).__name__}: shape mismatch for " + "; ".join(mismatched))
         for key, target in own.items():
             if key in state:
-                value = _as_array(state[key]).astype(target.dtype, copy=False)
+                value = as_numpy(state[key]).astype(target.dtype, copy=False)
                 target.data[...] = backend.to_device(value, target.device)
+                target.bump_version()
         return missing, unexpected
 
     def to(self, device: str | None = None, dtype: Any = None) -> Module:

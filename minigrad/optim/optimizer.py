@@ -117,6 +117,7 @@ class Optimizer:
                     param.grad = None
                 elif param.grad is not None:
                     param.grad.data.fill(0)
+                    param.grad.bump_version()
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient (those with ``grad is None`` are skipped).
@@ -134,6 +135,9 @@ class Optimizer:
                         f"{param.shape}; the grad must have the parameter's shape"
                     )
                 self._update(param, param.grad.data, self.state.setdefault(id(param), {}), group)
+                # In place, as torch's step is: a graph built before this step and still to be
+                # backpropagated saved the old values, and its backward now refuses to run.
+                param.bump_version()
         return loss
 
     def _update(self, param: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 Numerical agreement with PyTorch lives in test_parity.py; these tests check the architecture against
 the paper's numbers and against independent NumPy computations. The tests that run the model (outputs, aux
-heads, the stacked 1x1 path, transform_input, the loss) take the ``device`` fixture; counts, names and
-options are checked on the CPU only.
+heads, transform_input, the loss) take the ``device`` fixture; counts, names and
+options are checked on the CPU only. The stacked 1x1 convolutions are tested in test_fuse.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from minigrad.models.inception import (
     INCEPTION_TABLE,
     VARIANTS,
     BasicConv2d,
-    Inception,
     InceptionAux,
     scale_channels,
 )
@@ -168,74 +167,6 @@ def test_paper_aux_head_pools_5x5_stride_3_on_14x14_and_adaptively_elsewhere(dev
         assert not np.allclose(paper(x14).numpy(), adaptive(x14).numpy())
         x2 = minigrad.Tensor(rng.standard_normal((2, 16, 2, 2)).astype(np.float32), device=device)
         assert_close(paper(x2).numpy(), adaptive(x2).numpy(), "aux head on 2x2")
-
-
-# ----- the three 1x1 convolutions of a block, stacked into one ------------------------------------------
-def _block_step(block, x, upstream, stacked: bool, monkeypatch):
-    """Output, input gradient and every parameter gradient of one forward + backward of ``block``."""
-    monkeypatch.setattr(type(block), "_can_stack_1x1", lambda self: stacked)
-    for parameter in block.parameters():
-        parameter.grad = None
-    x = minigrad.Tensor(x.data, requires_grad=True)
-    out = block(x)
-    out.backward(upstream)
-    return out.numpy(), x.grad.numpy(), {name: p.grad.numpy() for name, p in block.named_parameters()}
-
-
-@pytest.mark.parametrize("variant", sorted(VARIANTS))  # the paper's convs have biases, torchvision's not
-@pytest.mark.parametrize("training", [True, False])
-def test_stacked_1x1_convolutions_give_the_branch_by_branch_results(variant, training, monkeypatch, device):
-    model = inception_v1(num_classes=10, variant=variant, stem="cifar", width=0.125, seed=0)
-    block = model.inception3a.train(training).to(device, dtype=np.float64)
-    rng = np.random.default_rng(3)
-    x = minigrad.Tensor(rng.standard_normal((3, block.branch1.conv.in_channels, 6, 6)), device=device)
-    upstream = rng.standard_normal((3, block.out_channels, 6, 6))
-    running_before = {key: value.copy() for key, value in block.state_dict().items()}
-    stacked = _block_step(block, x, upstream, True, monkeypatch)
-    running_after_stacked = {key: value.copy() for key, value in block.state_dict().items()}
-    block.load_state_dict(running_before)  # the same running statistics for the second run
-    separate = _block_step(block, x, upstream, False, monkeypatch)
-    np.testing.assert_allclose(stacked[0], separate[0], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(stacked[1], separate[1], rtol=1e-12, atol=1e-12)
-    assert stacked[2].keys() == separate[2].keys() and len(stacked[2]) == len(list(block.parameters()))
-    for name in stacked[2]:  # each stacked weight still gets exactly its own gradient
-        np.testing.assert_allclose(stacked[2][name], separate[2][name], rtol=1e-12, atol=1e-12, err_msg=name)
-    for key, value in block.state_dict().items():  # batch norm's running statistics move the same way
-        np.testing.assert_allclose(running_after_stacked[key], value, rtol=1e-12, atol=1e-12, err_msg=key)
-
-
-def _conv2d_calls(block, x, monkeypatch) -> int:
-    calls = []
-    original = F.conv2d
-    monkeypatch.setattr(F, "conv2d", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
-    block(x)
-    return len(calls)
-
-
-def test_a_training_step_takes_the_stacked_path_unless_a_module_is_watched(monkeypatch):
-    model = inception_v1(num_classes=10, stem="cifar", width=0.125, seed=0)
-    block = model.inception3a
-    x = minigrad.Tensor(np.zeros((2, block.branch1.conv.in_channels, 4, 4), dtype=np.float32))
-    assert block._can_stack_1x1()
-    assert _conv2d_calls(block, x, monkeypatch) == 4  # stacked 1x1, 3x3, 5x5, pool projection
-    remove = block.branch2[0].conv.register_forward_hook(lambda module, inputs, output: None)  # as summary does
-    assert not block._can_stack_1x1()
-    assert _conv2d_calls(block, x, monkeypatch) == 6  # every convolution on its own, each hook fires
-    remove()
-    block.branch3.forward = block.branch3.forward  # an instance-level forward, as minigrad.viz wraps them
-    assert not block._can_stack_1x1()
-    del block.branch3.forward
-    assert block._can_stack_1x1()
-
-
-def test_a_custom_conv_block_runs_branch_by_branch():
-    class LoggingConv(BasicConv2d):
-        pass
-
-    block = Inception(8, 4, 4, 6, 2, 3, 5, conv_block=LoggingConv)
-    assert not block._can_stack_1x1()
-    out = block(minigrad.Tensor(np.ones((2, 8, 4, 4), dtype=np.float32)))
-    assert out.shape == (2, 4 + 6 + 3 + 5, 4, 4)
 
 
 # ----- names, width, options ---------------------------------------------------------------------------
@@ -390,3 +321,30 @@ def test_wrong_input_shape_names_the_expected_shape():
         model(minigrad.Tensor(np.zeros((2, 1, 32, 32), dtype=np.float32)))
     with pytest.raises(ValueError, match="googlenet_loss: expected"):
         googlenet_loss((model.fc.weight, model.fc.weight), np.zeros(2, dtype=np.int64))
+
+
+# ----- in-place ReLU --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fused", [False, True])
+def test_googlenets_in_place_relus_are_legal_and_change_no_gradient(fused, monkeypatch):
+    from minigrad.models import fuse_inception_1x1
+
+    def gradients(inplace: bool) -> dict[str, np.ndarray]:
+        model = inception_v1(num_classes=10, stem="cifar", width=0.125, seed=0).to(dtype=np.float64)
+        model = fuse_inception_1x1(model) if fused else model
+        relu, in_place_calls = F.relu, []
+
+        def counted(x, inplace=False):
+            in_place_calls.append(inplace)
+            return relu(x, inplace=inplace and use_inplace)
+
+        use_inplace = inplace
+        monkeypatch.setattr(F, "relu", counted)
+        minigrad.manual_seed(0)
+        googlenet_loss(model(images(2, 16, dtype=np.float64)), np.array([1, 7])).backward()  # no error
+        monkeypatch.setattr(F, "relu", relu)
+        assert sum(in_place_calls) == 1 + 9 * 6 + 2  # every BasicConv2d: the cifar stem, 6 per block, aux convs
+        return {name: p.grad.numpy() for name, p in model.named_parameters()}
+
+    in_place, out_of_place = gradients(True), gradients(False)
+    for name, grad in out_of_place.items():
+        np.testing.assert_array_equal(in_place[name], grad, err_msg=name)  # the same arithmetic, bit for bit

@@ -286,3 +286,29 @@ def test_conv2d_wrong_input_channels_names_both_shapes():
 def test_dropout_probability_outside_zero_one_is_refused(p):
     with pytest.raises(ValueError, match=rf"Dropout: p must be in \[0, 1\], got {p}"):
         nn.Dropout(p)
+
+
+def test_relu_inplace_writes_over_its_input_and_trains_as_torchs():
+    torch.manual_seed(0)
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(inplace=True), torch.nn.Linear(5, 2)).double()
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 2)).double()
+    model.load_state_dict(twin.state_dict())
+    assert repr(model[1]) == repr(twin[1]) == "ReLU(inplace=True)" and repr(nn.ReLU()) == "ReLU()"
+    x = numpy.random.default_rng(0).standard_normal((3, 4))
+    hidden = model[0](Tensor(x))
+    assert model[1](hidden).data is hidden.data  # no new array
+    out = model(Tensor(x))
+    out.sum().backward()
+    twin(torch.tensor(x)).sum().backward()
+    for (name, parameter), twin_parameter in zip(model.named_parameters(), twin.parameters()):
+        numpy.testing.assert_allclose(parameter.grad.numpy(), twin_parameter.grad.numpy(), rtol=1e-12, atol=1e-14,
+                                      err_msg=name)
+
+
+def test_batch_norm_counts_its_running_statistics_updates():
+    layer = nn.BatchNorm2d(2)
+    x = Tensor(numpy.random.default_rng(0).standard_normal((2, 2, 3, 3)).astype(numpy.float32))
+    layer(x)
+    assert layer.running_mean.version == layer.running_var.version == layer.num_batches_tracked.version == 1
+    layer.eval()(x)  # eval mode reads them only
+    assert layer.running_mean.version == 1

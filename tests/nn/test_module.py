@@ -470,3 +470,12 @@ def test_deepcopy_and_pickle_give_an_independent_model_with_the_same_state(devic
             numpy.testing.assert_array_equal(twin_state[key], state[key], err_msg=key)
         twin[0].weight.data[...] = 0.0
         assert model[0].weight.numpy().any() and twin[0].weight is not model[0].weight
+
+
+def test_load_state_dict_and_init_count_as_in_place_changes():
+    layer = nn.Linear(3, 2)
+    before = layer.weight.version  # its initialisation filled it once
+    nn.init.zeros_(layer.weight)
+    assert layer.weight.version == before + 1
+    layer.load_state_dict(nn.Linear(3, 2).state_dict())
+    assert layer.weight.version == before + 2 and layer.bias.version >= 1

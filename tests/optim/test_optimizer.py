@@ -233,3 +233,15 @@ def test_add_param_group_fills_defaults():
     optimizer.add_param_group({"params": params[1:], "lr": 0.1})
     assert optimizer.param_groups[1]["lr"] == 0.1 and optimizer.param_groups[1]["betas"] == (0.8, 0.9)
     assert "2 params, lr=0.1" in repr(optimizer)
+
+
+def test_step_and_zero_grad_count_as_in_place_changes():
+    params = make_params()
+    optimizer = optim.SGD(params, lr=0.1)
+    for param in params:
+        param.grad = minigrad.Tensor(np.ones(param.shape))
+    grad = params[0].grad
+    optimizer.step()
+    assert all(param.version == 1 for param in params)
+    optimizer.zero_grad(set_to_none=False)
+    assert grad.version == 1 and params[0].grad is grad
