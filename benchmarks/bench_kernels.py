@@ -257,7 +257,7 @@ def run(quick: bool = False, smoke: bool = False, repeats: int | None = None, wa
     """Time every case (the --quick subset with ``quick`` or ``smoke``); two rows per case, "fwd" and "fwd+bwd".
 
     The fwd+bwd row's extra "bwd/fwd" is minigrad's backward time (fwd+bwd minus fwd) over its forward
-    time (issue 7's target for every conv: at most 2). ``device``: "cpu" or "cuda", for both libraries.
+    time (the target for every conv: at most 2). ``device``: "cpu" or "cuda", for both libraries.
     ``model_convs``: instead of the op list, every distinct conv of the model (:func:`model_conv_cases`), the
     harness's "convlayers" group.
     """
