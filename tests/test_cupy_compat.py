@@ -51,11 +51,11 @@ NEEDS_CUDA_LIBRARIES: dict[str, tuple[str, str]] = {
 HOST_SIDE_NUMPY_CALLS: dict[tuple[str, str, str], str] = {
     ("minigrad/nn/layers.py", "_empty", "numpy.zeros(shape, dtype=float32)"):
         "a new parameter's storage, made on the CPU from a shape when the layer is built; Module.to moves it",
-    ("minigrad/nn/layers.py", "_BatchNorm.__init__", "numpy.ones(num_features, dtype=float32)"):
+    ("minigrad/nn/layers.py", "BatchNormBase.__init__", "numpy.ones(num_features, dtype=float32)"):
         "initial weight / running_var, made on the CPU when the layer is built; Module.to moves them",
-    ("minigrad/nn/layers.py", "_BatchNorm.__init__", "numpy.zeros(num_features, dtype=float32)"):
+    ("minigrad/nn/layers.py", "BatchNormBase.__init__", "numpy.zeros(num_features, dtype=float32)"):
         "initial bias / running_mean, made on the CPU when the layer is built; Module.to moves them",
-    ("minigrad/nn/layers.py", "_BatchNorm.__init__", "numpy.array(0, dtype=numpy.int64)"):
+    ("minigrad/nn/layers.py", "BatchNormBase.__init__", "numpy.array(0, dtype=numpy.int64)"):
         "the num_batches_tracked counter, made on the CPU when the layer is built",
     ("minigrad/optim/optimizer.py", "flatten_state_dict",
      "numpy.asarray(backend.to_numpy(value) if _is_array(value) else value)"):

@@ -27,6 +27,7 @@ Every rank must call it the same number of times in the same order (it is a coll
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy
@@ -34,10 +35,25 @@ import numpy
 from minigrad import backend
 from minigrad.autograd import Function
 from minigrad.distributed.world import World, get_world
-from minigrad.kernels.batchnorm import BatchNormContext, _per_channel
-from minigrad.nn.layers import _BatchNorm
+from minigrad.nn.layers import BatchNormBase
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor
+
+
+@dataclass(frozen=True)
+class SyncBatchNormContext:
+    """What the backward needs: centered (N, C, S), the input minus the mean of every rank's batch;
+    inv_std (C,); gamma (C,) or None; input_shape, the shape of x."""
+
+    centered: Any
+    inv_std: Any
+    gamma: Any
+    input_shape: tuple
+
+
+def per_channel(values: Any) -> Any:
+    """(C,) values as (C, 1), to broadcast against (N, C, S)."""
+    return values[:, None]
 
 
 class SyncBatchNormFunction(Function):
@@ -59,7 +75,7 @@ class SyncBatchNormFunction(Function):
                 f"SyncBatchNorm: expected more than 1 value per channel when training, got {int(count)} over "
                 f"{world.size} rank(s) (this rank's input {tuple(x.shape)}); use a larger batch, or call eval()")
         mean = (totals[:channels] / count).astype(x.dtype)
-        centered = x3 - _per_channel(mean, spatial)
+        centered = x3 - per_channel(mean)
         squares = world.all_reduce(xp.einsum("ncs,ncs->c", centered, centered).astype(numpy.float64))
         var = (squares / count).astype(x.dtype)  # biased: divides by m, as the one-process kernel
         if training and running_mean is not None:
@@ -70,10 +86,10 @@ class SyncBatchNormFunction(Function):
             running_var += factor * (count / (count - 1)) * var  # unbiased, over all m values
         inv_std = 1 / xp.sqrt(var + eps)
         scale = inv_std if gamma is None else gamma * inv_std
-        out = centered * _per_channel(scale, spatial)
+        out = centered * per_channel(scale)
         if beta is not None:
-            out += _per_channel(beta, spatial)
-        self.ctx = BatchNormContext(centered, inv_std, gamma, beta is not None, True, tuple(x.shape))
+            out += per_channel(beta)
+        self.ctx = SyncBatchNormContext(centered, inv_std, gamma, tuple(x.shape))
         self.count, self.world = count, world
         return out.reshape(x.shape)
 
@@ -82,7 +98,7 @@ class SyncBatchNormFunction(Function):
         ctx = self.ctx
         xp = backend.xp_of(grad)
         dy = grad.reshape(ctx.centered.shape)
-        spatial, channels = ctx.centered.shape[2], ctx.centered.shape[1]
+        channels = ctx.centered.shape[1]
         sum_dy = xp.einsum("ncs->c", dy)  # this rank's sums
         sum_dy_x_hat = xp.einsum("ncs,ncs->c", dy, ctx.centered) * ctx.inv_std
         grad_x = None
@@ -90,14 +106,14 @@ class SyncBatchNormFunction(Function):
             totals = self.world.all_reduce(xp.concatenate([sum_dy, sum_dy_x_hat]))  # over all m values
             all_dy, all_dy_x_hat = totals[:channels], totals[channels:]
             scale = ctx.inv_std if ctx.gamma is None else ctx.gamma * ctx.inv_std
-            grad_x = dy * _per_channel(scale, spatial)
-            grad_x -= ctx.centered * _per_channel(scale * ctx.inv_std * all_dy_x_hat / self.count, spatial)
-            grad_x -= _per_channel(scale * all_dy / self.count, spatial)
+            grad_x = dy * per_channel(scale)
+            grad_x -= ctx.centered * per_channel(scale * ctx.inv_std * all_dy_x_hat / self.count)
+            grad_x -= per_channel(scale * all_dy / self.count)
             grad_x = grad_x.reshape(ctx.input_shape)
         return grad_x, sum_dy_x_hat if need_gamma else None, sum_dy if need_beta else None
 
 
-class SyncBatchNorm(_BatchNorm):
+class SyncBatchNorm(BatchNormBase):
     """Batch norm over the whole batch of every rank: input (N, C), (N, C, L) or (N, C, H, W).
 
     SyncBatchNorm(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, world=None)
@@ -150,7 +166,7 @@ def _convert(module: Module, world: World | None, done: dict[int, Module]) -> Mo
     if id(module) in done:  # one layer used in two places stays one layer
         return done[id(module)]
     result = module
-    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+    if isinstance(module, BatchNormBase) and not isinstance(module, SyncBatchNorm):
         result = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                                module.track_running_stats, world)
         for name in ("weight", "bias"):

@@ -201,7 +201,7 @@ class AdaptiveAvgPool2d(Module):
         return f"output_size={self.output_size}"
 
 
-class _BatchNorm(Module):
+class BatchNormBase(Module):
     """Batch normalisation over axis 1 with learnable gamma (``weight``) and beta (``bias``).
 
     Buffers ``running_mean``, ``running_var`` and ``num_batches_tracked`` follow PyTorch: the running
@@ -264,11 +264,11 @@ class _BatchNorm(Module):
                 f"track_running_stats={self.track_running_stats}")
 
 
-class BatchNorm1d(_BatchNorm):
+class BatchNorm1d(BatchNormBase):
     expected_ndim = (2, 3)
 
 
-class BatchNorm2d(_BatchNorm):
+class BatchNorm2d(BatchNormBase):
     expected_ndim = (4,)
 
 
