@@ -17,13 +17,9 @@ run that never stopped. What the file holds, and how it is written and read, is 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -32,17 +28,15 @@ from typing import Any
 
 from minigrad import backend, blas
 from minigrad.autograd import no_grad
-from minigrad.checkpoint import CheckpointError, EpochProgress, load_checkpoint, restore, save_checkpoint
+from minigrad.builders import DatasetUnavailable, build_datasets, build_model, build_optimizer, build_scheduler
+from minigrad.checkpoint import CheckpointError, EpochProgress, StopAfterStep, load_checkpoint, restore, save_checkpoint
+from minigrad.metrics import plot_curves, write_metrics_csv
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-class DatasetUnavailable(RuntimeError):
-    """The dataset cannot be read: its archive is missing or corrupted, or the download failed."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,32 +74,8 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Building blocks of a run
+# Building blocks of a run (datasets, model, optimizer and schedule: minigrad/builders.py)
 # ---------------------------------------------------------------------------------------------
-def build_datasets(config: TrainConfig) -> tuple[Any, Any]:
-    """(train set, test set) for ``config.dataset``."""
-    from minigrad import data
-
-    if config.dataset == "shapes":
-        train_set = data.SyntheticShapes(config.train_size, seed=config.seed, train=True)
-        test_set = data.SyntheticShapes(config.test_size, seed=config.seed, train=False)  # a separate stream
-    elif config.dataset in ("cifar10", "cifar100"):
-        cls = data.CIFAR10 if config.dataset == "cifar10" else data.CIFAR100
-        try:
-            train_set = cls(config.data_dir, train=True, download=config.download)
-            test_set = cls(config.data_dir, train=False, download=config.download)
-        except FileNotFoundError as error:  # no archive and no --download: the message says where it goes
-            raise DatasetUnavailable(f"{error} On the command line: add --download.") from error
-        except (data.ChecksumError, RuntimeError) as error:  # a damaged archive, or the download failed
-            raise DatasetUnavailable(str(error)) from error
-    else:
-        raise ValueError(f"train: unknown dataset {config.dataset!r}; use shapes, cifar10 or cifar100")
-    if config.limit_train is not None:
-        train_set = data.ArrayDataset(train_set.images[: config.limit_train], train_set.labels[: config.limit_train],
-                                      classes=list(train_set.classes))
-    return train_set, test_set
-
-
 def build_loaders(config: TrainConfig, train_set: Any, test_set: Any) -> tuple[Any, Any]:
     """Shuffled, augmented training batches and plain test batches, normalised with the training statistics."""
     from minigrad import data
@@ -119,47 +89,6 @@ def build_loaders(config: TrainConfig, train_set: Any, test_set: Any) -> tuple[A
                                    transform=train_transform, seed=config.seed, device=config.device)
     test_loader = data.DataLoader(test_set, 256, transform=normalize, device=config.device)
     return train_loader, test_loader
-
-
-def build_model(config: TrainConfig, num_classes: int) -> Module:
-    from minigrad.models import inception_v1
-
-    model = inception_v1(num_classes=num_classes, aux_logits=config.aux_weight > 0, variant=config.variant,
-                         stem=config.stem, width=config.width, dropout=config.dropout, seed=config.seed)
-    return model.to(config.device)
-
-
-def build_optimizer(config: TrainConfig, model: Module) -> Any:
-    from minigrad import optim
-
-    params = list(model.parameters())
-    if config.optimizer == "sgd":
-        return optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-                         weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"train: unknown optimizer {config.optimizer!r}; use sgd, adam or adamw")
-
-
-def build_scheduler(config: TrainConfig, optimizer: Any, steps_per_epoch: int) -> Any:
-    """A schedule stepped once per batch (so it is smooth even for a few epochs)."""
-    from minigrad.optim import lr_scheduler
-
-    total = config.epochs * steps_per_epoch
-    if config.schedule == "onecycle":
-        # OneCycleLR (as PyTorch's) divides by pct_start * total - 1: zero for a 4-step run, so warm up 2 steps.
-        pct_start = 0.25 if total != 4 else 0.5
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start,
-                                       cycle_momentum=config.optimizer == "sgd" and config.momentum > 0)
-    if config.schedule == "cosine":
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    if config.schedule == "step":
-        return lr_scheduler.StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
-    if config.schedule == "constant":
-        return None
-    raise ValueError(f"train: unknown schedule {config.schedule!r}; use onecycle, cosine, step or constant")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,33 +120,6 @@ def evaluate(model: Module, loader: Any) -> tuple[float, float]:
             count += len(labels)
     model.train(was_training)
     return total_loss / max(count, 1), correct / max(count, 1)
-
-
-class _StopAfterStep:
-    """Turn the first Ctrl-C into a request to stop after the current step (a second one aborts at once).
-
-    Stopping between steps, never inside ``optimizer.step()``, is what makes the checkpoint written on
-    Ctrl-C consistent, so that ``--resume`` continues bit-for-bit.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.previous: Any = None
-
-    def __enter__(self) -> _StopAfterStep:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after this step and writing a checkpoint (press Ctrl-C again to abort now)")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
 
 
 def fit(
@@ -259,7 +161,7 @@ def fit(
                             loader=train_loader, epochs_done=epoch_done, history=history, partial=partial,
                             config=config)
 
-    with _StopAfterStep() as stop:
+    with StopAfterStep() as stop:
         for epoch in range(start_epoch, epochs):
             model.train()
             state = epoch_progress or EpochProgress()
@@ -326,48 +228,6 @@ def fit(
             if stop.requested:
                 raise KeyboardInterrupt
     return history
-
-
-# ---------------------------------------------------------------------------------------------
-# Metrics on disk
-# ---------------------------------------------------------------------------------------------
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"]
-
-
-def write_metrics_csv(history: list[dict[str, float]], path: str | Path) -> None:
-    """One row per epoch (written whole each time, through a temporary file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
-
-
-def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
-    """Loss and accuracy, train and test, per epoch, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for split, style in (("train", "-o"), ("test", "--s")):
-        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
-        acc_axis.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
-    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    acc_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(0, 100))
-    for axis in (loss_axis, acc_axis):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
