@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy
+
 from minigrad.nn.module import Module
 
 if TYPE_CHECKING:  # a type hint only: train.py imports this module, not the other way round
@@ -21,7 +23,6 @@ if TYPE_CHECKING:  # a type hint only: train.py imports this module, not the oth
 
 class DatasetUnavailable(RuntimeError):
     """The dataset cannot be read: its archive is missing or corrupted, or the download failed."""
-
 
 
 def build_datasets(config: TrainConfig) -> tuple[Any, Any]:
@@ -40,11 +41,22 @@ def build_datasets(config: TrainConfig) -> tuple[Any, Any]:
             raise DatasetUnavailable(f"{error} On the command line: add --download.") from error
         except (data.ChecksumError, RuntimeError) as error:  # a damaged archive, or the download failed
             raise DatasetUnavailable(str(error)) from error
+    elif config.dataset == "folder":  # data_dir/train/<class>/<image> and data_dir/test/ (or val/)
+        from minigrad.data.folder import train_test_folders
+
+        try:
+            train_set, test_set = train_test_folders(
+                config.data_dir, size=config.image_size, bad_files="skip" if config.skip_bad_images else "error",
+                cache=config.cache_dir or False, progress=config.progress)
+        except (OSError, ValueError) as error:  # the layout, an empty class folder, an unreadable image
+            raise DatasetUnavailable(str(error)) from error
     else:
-        raise ValueError(f"train: unknown dataset {config.dataset!r}; use shapes, cifar10 or cifar100")
+        raise ValueError(f"train: unknown dataset {config.dataset!r}; use shapes, cifar10, cifar100 or folder")
     if config.limit_train is not None:
-        train_set = data.ArrayDataset(train_set.images[: config.limit_train], train_set.labels[: config.limit_train],
-                                      classes=list(train_set.classes))
+        keep: Any = slice(None, config.limit_train)
+        if config.dataset == "folder":  # its images come sorted by class: a seeded random subset, in that order
+            keep = numpy.sort(numpy.random.default_rng(config.seed).permutation(len(train_set))[: config.limit_train])
+        train_set = data.ArrayDataset(train_set.images[keep], train_set.labels[keep], classes=list(train_set.classes))
     return train_set, test_set
 
 
@@ -74,7 +86,7 @@ def build_scheduler(config: TrainConfig, optimizer: Any, steps_per_epoch: int) -
     """A schedule stepped once per batch (so it is smooth even for a few epochs)."""
     from minigrad.optim import lr_scheduler
 
-    total = config.epochs * steps_per_epoch
+    total = config.total_steps or config.epochs * steps_per_epoch  # total_steps: a time-budget run's length
     if config.schedule == "onecycle":
         # OneCycleLR (as PyTorch's) divides by pct_start * total - 1: zero for a 4-step run, so warm up 2 steps.
         pct_start = 0.25 if total != 4 else 0.5

@@ -77,8 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str], names: set[str]) -> set[str]:
+    """Which of ``names`` (option destinations) ``argv`` sets on the command line, rather than by default.
+
+    argparse fills in a default only for a name the namespace does not have yet, so parsing into a namespace
+    that already holds a marker for every name leaves the marker wherever the command line said nothing.
+    """
+    unset = object()
+    parsed = parser.parse_args(list(argv), argparse.Namespace(**dict.fromkeys(names, unset)))
+    return {name for name in names if getattr(parsed, name, unset) is not unset}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as typed: `train` asks which options were given (given_options)
     return int(args.handler(args) or 0)
 
 

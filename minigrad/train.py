@@ -23,10 +23,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from minigrad import backend, blas
+from minigrad import backend, blas, budget
 from minigrad.autograd import no_grad
 from minigrad.builders import DatasetUnavailable, build_datasets, build_model, build_optimizer, build_scheduler
 from minigrad.checkpoint import CheckpointError, EpochProgress, StopAfterStep, load_checkpoint, restore, save_checkpoint
@@ -71,6 +72,12 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 32  # folder: images are resized (shorter side) and centre-cropped to this square
+    skip_bad_images: bool = False  # folder: leave out and count unreadable files (default: stop, naming the file)
+    cache_dir: str | None = None  # folder: keep the decoded images in a cache file in this folder
+    time_budget: float | None = None  # minutes: measure the speed, then size the run to end within them
+    total_steps: int | None = None  # the run's length when a time budget sized it (None: epochs x batches)
+    classes: list[str] | None = None  # the class names in label order, filled in from the training set
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,6 +137,7 @@ def fit(
     scheduler: Any = None,
     *,
     epochs: int,
+    total_steps: int | None = None,
     aux_weight: float = 0.3,
     label_smoothing: float = 0.0,
     out_dir: str | Path | None = None,
@@ -144,7 +152,8 @@ def fit(
 
     With ``out_dir`` it writes ``metrics.csv``, ``curves.png``, ``config.json`` and ``checkpoint.npz`` after
     every epoch, and a checkpoint on Ctrl-C before re-raising. A NaN or infinite loss stops the run with
-    :class:`TrainingDiverged`, naming the step.
+    :class:`TrainingDiverged`, naming the step. With ``total_steps`` the run stops after that many steps in
+    all (counted from the first epoch), cutting the last epoch short: a time-budget run's length.
     """
     from tqdm import tqdm
 
@@ -169,7 +178,9 @@ def fit(
             # iter() first: a loader restored from a mid-epoch checkpoint then knows how many batches are done.
             batches = iter(train_loader)
             batches_done = train_loader.state_dict()["batches_done"]
-            bar = tqdm(total=len(train_loader), initial=batches_done, desc=f"epoch {epoch + 1}/{epochs}",
+            epoch_steps = len(train_loader) if total_steps is None else min(len(train_loader),
+                                                                            total_steps - epoch * len(train_loader))
+            bar = tqdm(total=epoch_steps, initial=batches_done, desc=f"epoch {epoch + 1}/{epochs}",
                        disable=not progress, leave=True, dynamic_ncols=True, file=sys.stdout)
             for images, labels in batches:
                 started = time.perf_counter()
@@ -200,12 +211,14 @@ def fit(
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}",
                                 img_s=f"{state.seen / max(state.seconds, 1e-9):.0f}",
                                 lr=f"{optimizer.param_groups[0]['lr']:.3g}")
-                if stop.requested and batches_done < len(train_loader):  # at the epoch's end: finish it first
+                if stop.requested and batches_done < epoch_steps:  # at the epoch's end: finish it first
                     bar.close()
                     save(epoch, state)
                     if out is not None:
                         print(f"checkpoint written to {out / 'checkpoint.npz'}; continue with --resume")
                     raise KeyboardInterrupt
+                if batches_done == epoch_steps < len(train_loader):  # the run's last step, inside an epoch
+                    break
             bar.close()
             test_loss, test_acc = evaluate(model, test_loader)
             row = {
@@ -235,6 +248,7 @@ def fit(
 # ---------------------------------------------------------------------------------------------
 def run(config: TrainConfig) -> list[dict[str, float]]:
     """Build everything from ``config`` and train; resume from ``<out>/checkpoint.npz`` when asked."""
+    started = budget.clock()  # a time budget counts from here: loading the data is part of the class period
     out = Path(config.out)
     checkpoint = None
     if config.resume:
@@ -246,21 +260,31 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
         given = {k: v for k, v in asdict(config).items() if k in keep and v is not None}
         config = TrainConfig(**{**saved, **given})
         planned = saved.get("epochs")
-        if planned is not None and config.epochs != planned and config.schedule != "constant":
-            # onecycle, cosine and step are laid out over the whole run: another length is another run.
+        if planned is not None and config.epochs != planned and (config.schedule != "constant" or config.total_steps):
+            # onecycle, cosine and step are laid out over the whole run, and a time budget fixed its length:
+            # another length is another run.
+            sized = f" ({config.total_steps} steps, sized to its time budget)" if config.total_steps else ""
             raise CheckpointError(
-                f"the checkpoint's run was planned for {planned} epochs and its {config.schedule} schedule is laid "
-                f"out over that length; resume with --epochs {planned} (or without --epochs), or start a new run "
-                f"(only --schedule constant can be extended)"
+                f"the checkpoint's run was planned for {planned} epochs{sized} and its {config.schedule} schedule is "
+                f"laid out over that length; resume with --epochs {planned} (or without --epochs), or start a new "
+                f"run (only a --schedule constant run without --time-budget can be extended)"
             )
     if config.epochs is None:
         config = replace(config, epochs=TrainConfig.epochs)
     threads_note = _set_blas_threads(config)
     backend.manual_seed(config.seed)
     train_set, test_set = build_datasets(config)
+    if checkpoint is not None and config.classes not in (None, list(train_set.classes)):
+        raise CheckpointError(f"the checkpoint's run learned the classes {config.classes}, but the data now has "
+                              f"{list(train_set.classes)}; resume with the run's data, or start a new run")
+    config = replace(config, classes=list(train_set.classes))  # config.json names them for `minigrad predict`
     train_loader, test_loader = build_loaders(config, train_set, test_set)
     model = build_model(config, num_classes=len(train_set.classes))
     optimizer = build_optimizer(config, model)
+    plan_note = ""
+    if config.time_budget is not None and config.total_steps is None:  # a new time-budget run: size it now
+        config, plan, speed = budget.size_run(config, started, len(train_set.classes), train_loader, test_loader)
+        plan_note = "\n" + budget.describe(config, plan, speed, len(train_loader))
     scheduler = build_scheduler(config, optimizer, len(train_loader))
     start_epoch, history, partial = 0, [], None
     if checkpoint is not None:
@@ -272,10 +296,14 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
         params = sum(p.size for p in model.parameters())
         print(f"GoogLeNet ({config.variant}, {config.stem} stem, width {config.width}): {params:,} parameters; "
               f"{config.dataset}: {len(train_set)} train / {len(test_set)} test images; device {config.device}"
-              f"{threads_note}")
-    return fit(model, train_loader, test_loader, optimizer, scheduler, epochs=config.epochs,
-               aux_weight=config.aux_weight, label_smoothing=config.label_smoothing, out_dir=out, config=config,
-               history=history, start_epoch=start_epoch, epoch_progress=partial, progress=config.progress)
+              f"{threads_note}{plan_note}")
+    history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs=config.epochs,
+                  total_steps=config.total_steps, aux_weight=config.aux_weight, label_smoothing=config.label_smoothing,
+                  out_dir=out, config=config, history=history, start_epoch=start_epoch, epoch_progress=partial,
+                  progress=config.progress)
+    if config.progress and config.time_budget is not None:
+        print(f"time budget {config.time_budget:g} min: this run took {(budget.clock() - started) / 60:.1f} min")
+    return history
 
 
 def _set_blas_threads(config: TrainConfig) -> str:
@@ -295,7 +323,7 @@ def register_command(commands: Any) -> None:
     parser = commands.add_parser("train", help="train GoogLeNet (default: the offline SyntheticShapes class demo)",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
-    add("--dataset", choices=["shapes", "cifar10", "cifar100"], default=defaults.dataset)
+    add("--dataset", choices=["shapes", "cifar10", "cifar100", "folder"], default=defaults.dataset)
     add("--data-dir", default=defaults.data_dir, help="where CIFAR archives live (or are downloaded to)")
     add("--download", action="store_true", help="download CIFAR if it is not in --data-dir")
     add("--train-size", type=int, default=defaults.train_size, help="SyntheticShapes training images")
@@ -324,12 +352,18 @@ def register_command(commands: Any) -> None:
     add("--out", default=defaults.out, help="folder for metrics.csv, curves.png, checkpoint.npz, config.json")
     add("--resume", action="store_true", help="continue from <out>/checkpoint.npz")
     add("--quiet", dest="progress", action="store_false", help="no progress bars")
-    parser.set_defaults(handler=train_command)
+    budget.add_options(add, defaults)  # --time-budget, and the folder dataset's --image-size, --cache-dir, ...
+    parser.set_defaults(handler=partial(train_command, parser=parser))
 
 
-def train_command(args: argparse.Namespace) -> int:
+def train_command(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     fields = set(TrainConfig.__dataclass_fields__)
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    try:
+        config = budget.from_command_line(config, args, parser)  # --time-budget's checks and recipe
+    except ValueError as error:
+        print(f"minigrad train: {error}", file=sys.stderr)
+        return 2
     if config.threads < 0:
         print(f"minigrad train: --threads must be 0 (the BLAS default) or a positive count, got {config.threads}",
               file=sys.stderr)
@@ -341,7 +375,7 @@ def train_command(args: argparse.Namespace) -> int:
         return 1
     try:
         history = run(config)
-    except (CheckpointError, TrainingDiverged, DatasetUnavailable) as error:
+    except (CheckpointError, TrainingDiverged, DatasetUnavailable, budget.BudgetTooShort) as error:
         print(f"minigrad train: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
