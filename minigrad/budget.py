@@ -98,7 +98,10 @@ def plan_steps(budget_s: float, spent_s: float, speed: Speed, steps_per_epoch: i
     best = Plan(0, 0, 0.0)
     epochs = 1
     while left - epochs * per_epoch > 0:
-        steps = min(epochs * steps_per_epoch, int((left - epochs * per_epoch) // speed.step_seconds))
+        room = left - epochs * per_epoch
+        fit = int(room // speed.step_seconds)
+        fit += (fit + 1) * speed.step_seconds <= room  # floor division can round a whole quotient down
+        steps = min(epochs * steps_per_epoch, fit)
         if steps <= (epochs - 1) * steps_per_epoch:  # the evaluations of one more epoch leave no room for its steps
             break
         best = Plan(steps, epochs, steps * speed.step_seconds + epochs * per_epoch)
@@ -114,7 +117,7 @@ def plan_steps(budget_s: float, spent_s: float, speed: Speed, steps_per_epoch: i
            f"loading the data and measuring")
     if best.total_steps < MIN_STEPS:
         raise BudgetTooShort(
-            f"--time-budget {budget_s / 60:g} min leaves room for {best.total_steps} training steps: {why}. Give "
+            f"--time-budget {budget_s / 60:g} min leaves room for {best.total_steps} training step(s): {why}. Give "
             f"--time-budget {needed:g} or more for one epoch, or make steps cheaper (a smaller --width or "
             f"--image-size, --limit-train for a shorter epoch)")
     note = (f"less than one epoch fits ({best.total_steps} of its {steps_per_epoch} steps, each image at most once): "

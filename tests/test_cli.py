@@ -165,3 +165,14 @@ def test_diverging_run_exits_1_naming_the_step(tmp_path, capsys):
     error = capsys.readouterr().err
     assert re.fullmatch(r"minigrad train: the loss became nan at step \d \(epoch 1\) with learning rate 1e\+06; "
                         r"try a lower --lr \(e\.g\. 1e\+05\) or a longer warm-up\n", error), error
+
+
+def test_given_options_tells_typed_options_from_defaults():
+    """What `minigrad train --time-budget` relies on to let typed options win over its recipe."""
+    parser = cli.build_parser()
+    train_parser = parser.parse_args(["train"]).handler.keywords["parser"]
+    names = set(train.TrainConfig.__dataclass_fields__)
+    assert cli.given_options(train_parser, [], names) == set()
+    typed = ["--width=0.125", "--batch", "64", "--no-augment", "--quiet", "--resume", "--dataset", "folder"]
+    assert cli.given_options(train_parser, typed, names) == {"width", "batch_size", "augment", "progress", "resume",
+                                                             "dataset"}, "defaults typed out, abbreviations, flags"
