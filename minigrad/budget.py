@@ -3,9 +3,9 @@
     minigrad train --dataset folder --data-dir data/pets --time-budget 20
 
 The clock starts when the run starts, so loading and decoding the images count. Once everything is built,
-the run measures its own speed: a few training steps of a throwaway model of the same size on real
-batches (the first step is left out of the timing: it allocates), then the evaluation of one test batch,
-scaled to the whole test set. From the time left it works out how many steps fit, each epoch followed by
+the run measures its own speed: training steps of a throwaway model of the same size on real batches,
+for 2.5% of the budget (30 s at most; the first step is left out: it allocates), then the evaluation of
+one test batch, scaled to the whole test set. From the time left it works out how many steps fit, each epoch followed by
 an evaluation and the files a run writes, with a margin for a machine that slows down:
 
     T = the largest number of steps with  T * step_s + ceil(T / steps_per_epoch) * (eval_s + EPOCH_FILES_S)
@@ -43,7 +43,9 @@ if TYPE_CHECKING:  # a type hint only: train.py imports this module, not the oth
     from minigrad.train import TrainConfig
 
 clock: Callable[[], float] = time.perf_counter  # seconds; the tests replace it with a fake clock
-MEASURED_STEPS = 3  # timed training steps, after one untimed warm-up step
+MEASURED_STEPS = 3  # timed training steps at least, after one untimed warm-up step
+MEASURE_SHARE = 0.025  # and go on timing steps for this share of the budget (at most MEASURE_MAX_S): a short
+MEASURE_MAX_S = 30.0  # burst of other work on the machine then moves the median little
 MARGIN = 0.05  # plan to end 5% before the budget: a machine shared with others slows down now and then
 EPOCH_FILES_S = 2.0  # writing the checkpoint, metrics.csv and curves.png after an epoch
 MIN_STEPS = 10  # fewer steps than this is not a training run
@@ -78,10 +80,11 @@ class Plan:
     note: str = ""  # what the user should know about this length (less than one epoch fits)
 
 
-def time_calls(function: Callable[[], Any], count: int) -> float:
-    """The median seconds of ``count`` calls of ``function`` on :data:`clock`."""
-    times = []
-    for _ in range(count):
+def time_calls(function: Callable[[], Any], count: int, min_seconds: float = 0.0) -> float:
+    """The median seconds of ``count`` calls of ``function`` on :data:`clock`, or of more calls until they
+    have taken ``min_seconds`` in all."""
+    times: list[float] = []
+    while len(times) < count or sum(times) < min_seconds:
         start = clock()
         function()
         times.append(clock() - start)
@@ -164,7 +167,8 @@ def measure_speed(config: TrainConfig, num_classes: int, train_loader: Any, test
 
     try:
         train_step()  # warm-up: the first step allocates the gradients and the optimizer's state
-        step_s = time_calls(train_step, MEASURED_STEPS)
+        share = MEASURE_SHARE * 60 * (config.time_budget or 0.0)
+        step_s = time_calls(train_step, MEASURED_STEPS, min(share, MEASURE_MAX_S))
         model.eval()
         eval_s = time_calls(eval_batch, 1) * math.ceil(len(test_set) / count)
     finally:

@@ -104,6 +104,8 @@ def test_time_calls_takes_the_median_on_the_clock(monkeypatch):
 
     monkeypatch.setattr(budget, "clock", lambda: now[0])
     assert budget.time_calls(work, 3) == 2.0
+    durations = iter([5.0, 1.0, 2.0, 1.0, 1.0, 9.0])
+    assert budget.time_calls(work, 3, min_seconds=10.0) == 1.0, "5 + 1 + 2 + 1 + 1 = 10 s: five calls"
 
 
 def test_measure_speed_uses_the_clock_and_leaves_the_run_untouched(tmp_path, monkeypatch):
