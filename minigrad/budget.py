@@ -5,18 +5,19 @@
 The clock starts when the run starts, so loading and decoding the images count. Once everything is built,
 the run measures its own speed: training steps of a throwaway model of the same size on real batches,
 for 2.5% of the budget (30 s at most; the first step is left out: it allocates), then the evaluation of
-one test batch, scaled to the whole test set. From the time left it works out how many steps fit, each epoch followed by
-an evaluation and the files a run writes, with a margin for a machine that slows down:
+one test batch, scaled to the whole test set. From the time left it works out how many steps fit, each
+epoch followed by an evaluation and the files a run writes, with a margin for a machine that slows down:
 
     T = the largest number of steps with  T * step_s + ceil(T / steps_per_epoch) * (eval_s + EPOCH_FILES_S)
                                               <= budget * (1 - MARGIN) - time spent so far
 
 The learning-rate schedule is laid out over those T steps, and the last epoch may end part-way through its
-batches. T is written into the run's config (``total_steps``), which every checkpoint carries, so
-``--resume`` finishes exactly the planned steps, however fast the machine is that day, and ends bit-for-bit
-where the uninterrupted run ends. Measuring changes nothing the run computes: the throwaway model has its
-own weights and optimizer, its batches are augmented with their own generator, and minigrad's random state
-(dropout) is put back afterwards.
+batches. The plan holds while the machine stays as fast as it was measured: a run that other programs slow
+down later ends late (its last line says how long it took). T is written into the run's config
+(``total_steps``), which every checkpoint carries, so ``--resume`` finishes exactly the planned steps,
+however fast the machine is that day, and ends bit-for-bit where the uninterrupted run ends. Measuring
+changes nothing the run computes: the throwaway model has its own weights and optimizer, its batches are
+augmented with their own generator, and minigrad's random state (dropout) is put back afterwards.
 
 A budget too short for one whole epoch trains the steps that fit, each image at most once, and evaluates
 once at the end; the plan's line says so, with the budget that one epoch needs. A budget that fits fewer
@@ -52,8 +53,8 @@ MIN_STEPS = 10  # fewer steps than this is not a training run
 
 # The settings a class-period run uses for dataset "folder" or "cifar10" unless an option overrides them.
 CLASS_PERIOD_RECIPE: dict[str, Any] = {
-    "width": 0.125, "batch_size": 128, "optimizer": "adamw", "lr": 0.004, "weight_decay": 0.05,
-    "schedule": "onecycle", "label_smoothing": 0.1, "aux_weight": 0.0, "threads": 1,
+    "width": 0.125, "batch_size": 128, "optimizer": "adamw", "lr": 0.006, "weight_decay": 0.05,
+    "schedule": "onecycle", "label_smoothing": 0.1, "aux_weight": 0.0, "dropout": 0.1, "threads": 1,
 }
 RECIPE_DATASETS = ("folder", "cifar10")
 
