@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+import threading
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -137,3 +139,29 @@ def restore(checkpoint: dict[str, Any], *, model: Module, optimizer: Any, schedu
     partial = EpochProgress(**meta["partial_epoch"]) if meta["partial_epoch"] else None
     return meta["epochs_done"], meta["history"], partial
 
+
+class StopAfterStep:
+    """Turn the first Ctrl-C into a request to stop after the current step (a second one aborts at once).
+
+    Stopping between steps, never inside ``optimizer.step()``, is what makes the checkpoint written on
+    Ctrl-C consistent, so that ``--resume`` continues bit-for-bit.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> StopAfterStep:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and writing a checkpoint (press Ctrl-C again to abort now)")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

@@ -1,7 +1,7 @@
 """The ``minigrad`` command line: ``minigrad gradcheck``, ``minigrad train``, ``minigrad summary`` ...
 
 ``gradcheck`` lives here; ``train``, ``summary``, ``convert-weights`` and ``predict`` are registered by the
-modules that do the work (``register_command`` in minigrad/train.py, summary.py, models/weights.py and
+modules that do the work (``register_command`` in minigrad/train_cli.py, summary.py, models/weights.py and
 predict.py), so each command's options sit next to its code. Also reachable as ``python -m minigrad ...``.
 """
 
@@ -78,19 +78,32 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=gradcheck_command)
 
     # Each module below adds its own subcommand and options.
-    from minigrad import predict, train
+    from minigrad import predict, train_cli
     from minigrad.models import weights
     from minigrad.summary import register_command as register_summary
 
-    train.register_command(commands)
+    train_cli.register_command(commands)
     register_summary(commands)
     weights.register_command(commands)
     predict.register_command(commands)
     return parser
 
 
+def given_options(parser: argparse.ArgumentParser, argv: Sequence[str], names: set[str]) -> set[str]:
+    """Which of ``names`` (option destinations) ``argv`` sets on the command line, rather than by default.
+
+    argparse fills in a default only for a name the namespace does not have yet, so parsing into a namespace
+    that already holds a marker for every name leaves the marker wherever the command line said nothing.
+    """
+    unset = object()
+    parsed = parser.parse_args(list(argv), argparse.Namespace(**dict.fromkeys(names, unset)))
+    return {name for name in names if getattr(parsed, name, unset) is not unset}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as typed: `train` asks which options were given (given_options)
     return int(args.handler(args) or 0)
 
 

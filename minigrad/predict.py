@@ -135,7 +135,8 @@ def from_checkpoint(path: str | Path) -> Predictor:
         checkpoint = load_checkpoint(path)
     except CheckpointError as error:
         raise PredictError(str(error).replace("start again without --resume", "train the run again")) from None
-    config = {**_read_config_json(path.parent / "config.json"), **(checkpoint["meta"].get("config") or {})}
+    saved = {key: value for key, value in (checkpoint["meta"].get("config") or {}).items() if value is not None}
+    config = {**_read_config_json(path.parent / "config.json"), **saved}  # the checkpoint's values win
     if not config:
         raise PredictError(f"{path} records no run config and there is no config.json beside it; predict needs to "
                            f"know the network's options (written by `minigrad train`)")

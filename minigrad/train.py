@@ -16,35 +16,27 @@ run that never stopped. What the file holds, and how it is written and read, is 
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from minigrad import backend, blas
+from minigrad import backend, blas, budget
 from minigrad.autograd import no_grad
-from minigrad.checkpoint import CheckpointError, EpochProgress, load_checkpoint, restore, save_checkpoint
-from minigrad.cli import DefaultsHelpFormatter
-from minigrad.distributed.world import DistributedError
+from minigrad.builders import build_datasets, build_model, build_optimizer, build_scheduler
+from minigrad.checkpoint import CheckpointError, EpochProgress, StopAfterStep, load_checkpoint, restore, save_checkpoint
+from minigrad.metrics import plot_curves, write_metrics_csv
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-class DatasetUnavailable(RuntimeError):
-    """The dataset cannot be read: its archive is missing or corrupted, or the download failed."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,35 +75,17 @@ class TrainConfig:
     sync_bn: bool = False
     collective_timeout: float = 300.0  # seconds any collective may wait for the slowest rank
     extra: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 32  # folder: images are resized (shorter side) and centre-cropped to this square
+    skip_bad_images: bool = False  # folder: leave out and count unreadable files (default: stop, naming the file)
+    cache_dir: str | None = None  # folder: keep the decoded images in a cache file in this folder
+    time_budget: float | None = None  # minutes: measure the speed, then size the run to end within them
+    total_steps: int | None = None  # the run's length when a time budget sized it (None: epochs x batches)
+    classes: list[str] | None = None  # the class names in label order, filled in from the training set
 
 
 # ---------------------------------------------------------------------------------------------
-# Building blocks of a run
+# Building blocks of a run (datasets, model, optimizer and schedule: minigrad/builders.py)
 # ---------------------------------------------------------------------------------------------
-def build_datasets(config: TrainConfig) -> tuple[Any, Any]:
-    """(train set, test set) for ``config.dataset``."""
-    from minigrad import data
-
-    if config.dataset == "shapes":
-        train_set = data.SyntheticShapes(config.train_size, seed=config.seed, train=True)
-        test_set = data.SyntheticShapes(config.test_size, seed=config.seed, train=False)  # a separate stream
-    elif config.dataset in ("cifar10", "cifar100"):
-        cls = data.CIFAR10 if config.dataset == "cifar10" else data.CIFAR100
-        try:
-            train_set = cls(config.data_dir, train=True, download=config.download)
-            test_set = cls(config.data_dir, train=False, download=config.download)
-        except FileNotFoundError as error:  # no archive and no --download: the message says where it goes
-            raise DatasetUnavailable(f"{error} On the command line: add --download.") from error
-        except (data.ChecksumError, RuntimeError) as error:  # a damaged archive, or the download failed
-            raise DatasetUnavailable(str(error)) from error
-    else:
-        raise ValueError(f"train: unknown dataset {config.dataset!r}; use shapes, cifar10 or cifar100")
-    if config.limit_train is not None:
-        train_set = data.ArrayDataset(train_set.images[: config.limit_train], train_set.labels[: config.limit_train],
-                                      classes=list(train_set.classes))
-    return train_set, test_set
-
-
 def build_loaders(config: TrainConfig, train_set: Any, test_set: Any) -> tuple[Any, Any]:
     """Shuffled, augmented training batches and plain test batches, normalised with the training statistics."""
     from minigrad import data
@@ -125,47 +99,6 @@ def build_loaders(config: TrainConfig, train_set: Any, test_set: Any) -> tuple[A
                                    transform=train_transform, seed=config.seed, device=config.device)
     test_loader = data.DataLoader(test_set, 256, transform=normalize, device=config.device)
     return train_loader, test_loader
-
-
-def build_model(config: TrainConfig, num_classes: int) -> Module:
-    from minigrad.models import fuse_inception_1x1, inception_v1
-
-    model = inception_v1(num_classes=num_classes, aux_logits=config.aux_weight > 0, variant=config.variant,
-                         stem=config.stem, width=config.width, dropout=config.dropout, seed=config.seed)
-    return fuse_inception_1x1(model).to(config.device)
-
-
-def build_optimizer(config: TrainConfig, model: Module) -> Any:
-    from minigrad import optim
-
-    params = list(model.parameters())
-    if config.optimizer == "sgd":
-        return optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
-                         weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"train: unknown optimizer {config.optimizer!r}; use sgd, adam or adamw")
-
-
-def build_scheduler(config: TrainConfig, optimizer: Any, steps_per_epoch: int) -> Any:
-    """A schedule stepped once per batch (so it is smooth even for a few epochs)."""
-    from minigrad.optim import lr_scheduler
-
-    total = config.epochs * steps_per_epoch
-    if config.schedule == "onecycle":
-        # OneCycleLR (as PyTorch's) divides by pct_start * total - 1: zero for a 4-step run, so warm up 2 steps.
-        pct_start = 0.25 if total != 4 else 0.5
-        return lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start,
-                                       cycle_momentum=config.optimizer == "sgd" and config.momentum > 0)
-    if config.schedule == "cosine":
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    if config.schedule == "step":
-        return lr_scheduler.StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
-    if config.schedule == "constant":
-        return None
-    raise ValueError(f"train: unknown schedule {config.schedule!r}; use onecycle, cosine, step or constant")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,33 +132,6 @@ def evaluate(model: Module, loader: Any) -> tuple[float, float]:
     return total_loss / max(count, 1), correct / max(count, 1)
 
 
-class _StopAfterStep:
-    """Turn the first Ctrl-C into a request to stop after the current step (a second one aborts at once).
-
-    Stopping between steps, never inside ``optimizer.step()``, is what makes the checkpoint written on
-    Ctrl-C consistent, so that ``--resume`` continues bit-for-bit.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.previous: Any = None
-
-    def __enter__(self) -> _StopAfterStep:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after this step and writing a checkpoint (press Ctrl-C again to abort now)")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
 def fit(
     model: Module,
     train_loader: Any,
@@ -234,6 +140,7 @@ def fit(
     scheduler: Any = None,
     *,
     epochs: int,
+    total_steps: int | None = None,
     aux_weight: float = 0.3,
     label_smoothing: float = 0.0,
     out_dir: str | Path | None = None,
@@ -249,7 +156,8 @@ def fit(
 
     With ``out_dir`` it writes ``metrics.csv``, ``curves.png``, ``config.json`` and ``checkpoint.npz`` after
     every epoch, and a checkpoint on Ctrl-C before re-raising. A NaN or infinite loss stops the run with
-    :class:`TrainingDiverged`, naming the step.
+    :class:`TrainingDiverged`, naming the step. With ``total_steps`` the run stops after that many steps in
+    all (counted from the first epoch), cutting the last epoch short: a time-budget run's length.
 
     ``coordinator`` (a :class:`minigrad.distributed.training.RankCoordinator`) makes this process one rank of
     a data-parallel run: the ranks stop at the same step, the epoch's sums and the evaluation (each rank
@@ -283,7 +191,7 @@ def fit(
 
     ranks = 1 if coordinator is None else coordinator.world.size
 
-    with _StopAfterStep() as stop:
+    with StopAfterStep() as stop:
         for epoch in range(start_epoch, epochs):
             model.train()
             state = epoch_progress or EpochProgress()
@@ -291,7 +199,9 @@ def fit(
             # iter() first: a loader restored from a mid-epoch checkpoint then knows how many batches are done.
             batches = iter(train_loader)
             batches_done = train_loader.state_dict()["batches_done"]
-            bar = tqdm(total=len(train_loader), initial=batches_done, desc=f"epoch {epoch + 1}/{epochs}",
+            epoch_steps = len(train_loader) if total_steps is None else min(len(train_loader),
+                                                                            total_steps - epoch * len(train_loader))
+            bar = tqdm(total=epoch_steps, initial=batches_done, desc=f"epoch {epoch + 1}/{epochs}",
                        disable=not progress, leave=True, dynamic_ncols=True, file=sys.stdout)
             for images, labels in batches:
                 started = time.perf_counter()
@@ -322,12 +232,14 @@ def fit(
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}",
                                 img_s=f"{ranks * state.seen / max(state.seconds, 1e-9):.0f}",
                                 lr=f"{optimizer.param_groups[0]['lr']:.3g}")
-                if stop_now() and batches_done < len(train_loader):  # at the epoch's end: finish it first
+                if stop_now() and batches_done < epoch_steps:  # at the epoch's end: finish it first
                     bar.close()
                     save(epoch, totals(state))
                     if out is not None:
                         print(f"checkpoint written to {out / 'checkpoint.npz'}; continue with --resume")
                     raise KeyboardInterrupt
+                if batches_done == epoch_steps < len(train_loader):  # the run's last step, inside an epoch
+                    break
             bar.close()
             test_loss, test_acc = (evaluate if coordinator is None else coordinator.evaluate)(model, test_loader)
             state = totals(state)
@@ -354,48 +266,6 @@ def fit(
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics on disk
-# ---------------------------------------------------------------------------------------------
-METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"]
-
-
-def write_metrics_csv(history: list[dict[str, float]], path: str | Path) -> None:
-    """One row per epoch (written whole each time, through a temporary file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
-
-
-def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
-    """Loss and accuracy, train and test, per epoch, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for split, style in (("train", "-o"), ("test", "--s")):
-        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
-        acc_axis.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
-    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    acc_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(0, 100))
-    for axis in (loss_axis, acc_axis):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------
 # The whole run, and the command line
 # ---------------------------------------------------------------------------------------------
 def run(config: TrainConfig) -> list[dict[str, float]]:
@@ -404,6 +274,7 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
         from minigrad.distributed.training import run_distributed
 
         return run_distributed(config)
+    started = budget.clock()  # a time budget counts from here: loading the data is part of the class period
     out = Path(config.out)
     checkpoint = None
     if config.resume:
@@ -416,9 +287,13 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
                                   f"--resume --out {out}")
     if config.epochs is None:
         config = replace(config, epochs=TrainConfig.epochs)
-    threads_note = _set_blas_threads(config)
+    threads_note = set_blas_threads(config)
     backend.manual_seed(config.seed)
     train_set, test_set = build_datasets(config)
+    if checkpoint is not None and config.classes not in (None, list(train_set.classes)):
+        raise CheckpointError(f"the checkpoint's run learned the classes {config.classes}, but the data now has "
+                              f"{list(train_set.classes)}; resume with the run's data, or start a new run")
+    config = replace(config, classes=list(train_set.classes))  # config.json names them for `minigrad predict`
     train_loader, test_loader = build_loaders(config, train_set, test_set)
     # Recorded for `minigrad predict`, to prepare a new image exactly as this run prepares its test images.
     normalize = test_loader.transform
@@ -426,6 +301,10 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
                      "mean": normalize.mean.ravel().tolist(), "std": normalize.std.ravel().tolist()}})
     model = build_model(config, num_classes=len(train_set.classes))
     optimizer = build_optimizer(config, model)
+    plan_note = ""
+    if config.time_budget is not None and config.total_steps is None:  # a new time-budget run: size it now
+        config, plan, speed = budget.size_run(config, started, len(train_set.classes), train_loader, test_loader)
+        plan_note = "\n" + budget.describe(config, plan, speed, len(train_loader))
     scheduler = build_scheduler(config, optimizer, len(train_loader))
     start_epoch, history, partial = 0, [], None
     if checkpoint is not None:
@@ -437,10 +316,14 @@ def run(config: TrainConfig) -> list[dict[str, float]]:
         params = sum(p.size for p in model.parameters())
         print(f"GoogLeNet ({config.variant}, {config.stem} stem, width {config.width}): {params:,} parameters; "
               f"{config.dataset}: {len(train_set)} train / {len(test_set)} test images; device {config.device}"
-              f"{threads_note}")
-    return fit(model, train_loader, test_loader, optimizer, scheduler, epochs=config.epochs,
-               aux_weight=config.aux_weight, label_smoothing=config.label_smoothing, out_dir=out, config=config,
-               history=history, start_epoch=start_epoch, epoch_progress=partial, progress=config.progress)
+              f"{threads_note}{plan_note}")
+    history = fit(model, train_loader, test_loader, optimizer, scheduler, epochs=config.epochs,
+                  total_steps=config.total_steps, aux_weight=config.aux_weight, label_smoothing=config.label_smoothing,
+                  out_dir=out, config=config, history=history, start_epoch=start_epoch, epoch_progress=partial,
+                  progress=config.progress)
+    if config.progress and config.time_budget is not None:
+        print(f"time budget {config.time_budget:g} min: this run took {(budget.clock() - started) / 60:.1f} min")
+    return history
 
 
 def resumed_config(config: TrainConfig, checkpoint: dict[str, Any]) -> TrainConfig:
@@ -453,17 +336,19 @@ def resumed_config(config: TrainConfig, checkpoint: dict[str, Any]) -> TrainConf
     given = {k: v for k, v in asdict(config).items() if k in keep and v is not None}
     config = TrainConfig(**{**saved, **given})
     planned = saved.get("epochs")
-    if planned is not None and config.epochs != planned and config.schedule != "constant":
-        # onecycle, cosine and step are laid out over the whole run: another length is another run.
+    if planned is not None and config.epochs != planned and (config.schedule != "constant" or config.total_steps):
+        # onecycle, cosine and step are laid out over the whole run, and a time budget fixed its length:
+        # another length is another run.
+        sized = f" ({config.total_steps} steps, sized to its time budget)" if config.total_steps else ""
         raise CheckpointError(
-            f"the checkpoint's run was planned for {planned} epochs and its {config.schedule} schedule is laid "
-            f"out over that length; resume with --epochs {planned} (or without --epochs), or start a new run "
-            f"(only --schedule constant can be extended)"
+            f"the checkpoint's run was planned for {planned} epochs{sized} and its {config.schedule} schedule is "
+            f"laid out over that length; resume with --epochs {planned} (or without --epochs), or start a new "
+            f"run (only a --schedule constant run without --time-budget can be extended)"
         )
     return config
 
 
-def _set_blas_threads(config: TrainConfig) -> str:
+def set_blas_threads(config: TrainConfig) -> str:
     """Give NumPy's BLAS ``config.threads`` threads (CPU runs; 0, the default, leaves the BLAS's own count,
     one per core); returns a note for the run's first line. On a machine busy with other work a multithreaded
     product waits for whichever thread lost its core, and ``--threads 1`` is then much faster."""
@@ -472,79 +357,3 @@ def _set_blas_threads(config: TrainConfig) -> str:
     if not blas.set_threads(config.threads):
         return f" (could not set {config.threads} BLAS thread(s): not OpenBLAS; set OPENBLAS_NUM_THREADS instead)"
     return f", {config.threads} BLAS thread{'s' if config.threads > 1 else ''}"
-
-
-def register_command(commands: Any) -> None:
-    """Add ``minigrad train`` to the CLI's subcommands."""
-    defaults = TrainConfig()
-    parser = commands.add_parser("train", help="train GoogLeNet (default: the offline SyntheticShapes class demo)",
-                                 formatter_class=DefaultsHelpFormatter)
-    add = parser.add_argument
-    add("--dataset", choices=["shapes", "cifar10", "cifar100"], default=defaults.dataset,
-        help="shapes: the built-in SyntheticShapes, no download; cifar10/cifar100: the official archives")
-    add("--data-dir", default=defaults.data_dir, help="where CIFAR archives live (or are downloaded to)")
-    add("--download", action="store_true", help="download CIFAR if it is not in --data-dir (default: never download)")
-    add("--train-size", type=int, default=defaults.train_size, help="SyntheticShapes training images")
-    add("--test-size", type=int, default=defaults.test_size, help="SyntheticShapes test images")
-    add("--limit-train", type=int, default=None, help="use only the first N training images (default: all)")
-    add("--variant", choices=["paper", "torchvision"], default=defaults.variant,
-        help="paper: Szegedy et al.'s layout; torchvision: its googlenet (3x3 in the '5x5' branch)")
-    add("--stem", choices=["cifar", "imagenet"], default=defaults.stem,
-        help="cifar: one 3x3 conv for 32x32 images; imagenet: the paper's 7x7/2 stem")
-    add("--width", type=float, default=defaults.width, help="channel multiplier (1 = the full GoogLeNet)")
-    add("--aux-weight", type=float, default=defaults.aux_weight, help="weight of each auxiliary loss (0: no aux)")
-    add("--dropout", type=float, default=None,
-        help="main dropout (default: the variant's, 0.4 paper / 0.2 torchvision)")
-    add("--epochs", type=int, default=None,
-        help=f"how many epochs (default: {defaults.epochs} for a new run; with --resume, the checkpoint's)")
-    add("--batch-size", type=int, default=defaults.batch_size, help="images per training step")
-    add("--lr", type=float, default=defaults.lr, help="(peak) learning rate; about 0.05 for --optimizer sgd")
-    add("--optimizer", choices=["sgd", "adam", "adamw"], default=defaults.optimizer, help="sgd uses Nesterov momentum")
-    add("--momentum", type=float, default=defaults.momentum, help="SGD's momentum (not used by Adam/AdamW)")
-    add("--schedule", choices=["onecycle", "cosine", "step", "constant"], default=defaults.schedule,
-        help="learning-rate schedule over the whole run")
-    add("--weight-decay", type=float, default=defaults.weight_decay, help="about 5e-4 for --optimizer sgd")
-    add("--label-smoothing", type=float, default=defaults.label_smoothing,
-        help="cross-entropy label smoothing (0: none)")
-    add("--no-augment", dest="augment", action="store_false",
-        help="turn off the random crops and flips (default: on, for every dataset)")
-    add("--device", choices=["cpu", "cuda"], default=defaults.device, help="cuda needs CuPy and an NVIDIA GPU")
-    add("--threads", type=int, default=defaults.threads,
-        help="threads for NumPy's matrix multiplies on the CPU (0: the BLAS default, one per core); use 1 on a "
-             "machine busy with other work, where multithreaded products stall")
-    add("--seed", type=int, default=defaults.seed, help="seeds the model, the data order and dropout")
-    add("--out", default=defaults.out, help="folder for metrics.csv, curves.png, checkpoint.npz, config.json")
-    add("--resume", action="store_true",
-        help="continue from <out>/checkpoint.npz (default: start a new run, replacing the files in --out)")
-    add("--quiet", dest="progress", action="store_false",
-        help="no progress bars or per-epoch lines (default: show them)")
-    from minigrad.distributed.training import add_arguments
-
-    add_arguments(parser, defaults)
-    parser.set_defaults(handler=train_command)
-
-
-def train_command(args: argparse.Namespace) -> int:
-    fields = set(TrainConfig.__dataclass_fields__)
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    if config.threads < 0:
-        print(f"minigrad train: --threads must be 0 (the BLAS default) or a positive count, got {config.threads}",
-              file=sys.stderr)
-        return 2
-    try:
-        backend.get_xp(config.device)  # no GPU: one clear line now, not a traceback from inside the first batch
-    except RuntimeError as error:
-        print(f"minigrad train: {error}", file=sys.stderr)
-        return 1
-    try:
-        history = run(config)
-    except (CheckpointError, TrainingDiverged, DatasetUnavailable, DistributedError) as error:
-        print(f"minigrad train: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    if history and config.progress:
-        last = history[-1]
-        print(f"done: test accuracy {100 * last['test_acc']:.1f}% after {last['epoch']} epochs; "
-              f"files in {config.out}/ (metrics.csv, curves.png, checkpoint.npz, config.json)")
-    return 0

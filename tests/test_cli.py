@@ -182,3 +182,20 @@ def test_diverging_run_exits_1_naming_the_step(tmp_path, capsys):
     error = capsys.readouterr().err
     assert re.fullmatch(r"minigrad train: the loss became nan at step \d \(epoch 1\) with learning rate 1e\+06; "
                         r"try a lower --lr \(e\.g\. 1e\+05\) or a longer warm-up\n", error), error
+
+
+def test_given_options_tells_typed_options_from_defaults():
+    """What `minigrad train --time-budget` relies on to let typed options win over its recipe."""
+    parser = cli.build_parser()
+    train_parser = parser.parse_args(["train"]).handler.keywords["parser"]
+    names = set(train.TrainConfig.__dataclass_fields__)
+    assert cli.given_options(train_parser, [], names) == set()
+    typed = ["--width=0.125", "--batch", "64", "--no-augment", "--quiet", "--resume", "--dataset", "folder"]
+    assert cli.given_options(train_parser, typed, names) == {"width", "batch_size", "augment", "progress", "resume",
+                                                             "dataset"}, "defaults typed out, abbreviations, flags"
+
+
+def test_time_budget_with_distributed_is_one_clear_line(tmp_path, capsys):
+    assert cli.main(["train", "--distributed", "--time-budget", "5", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--time-budget does not work with --distributed" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy
@@ -182,12 +183,13 @@ def test_run_writes_metrics_curves_checkpoint_and_config(reference_run):
     assert picture[..., :3].std() > 0.01, "curves.png is blank"
 
     saved = json.loads((out / "config.json").read_text())
+    assert saved["classes"] == list(train.build_datasets(config)[0].classes), "for `minigrad predict`"
     arrays, meta = read_checkpoint_raw(out)
     assert meta["epochs_done"] == 2 and meta["config"] == saved
     # The run adds how its test images were prepared, for `minigrad predict`: their size and the training
     # set's channel statistics, as the float32 values its Normalize used.
     preprocess = saved["extra"].pop("preprocess")
-    assert TrainConfig(**saved) == config
+    assert TrainConfig(**saved) == replace(config, classes=saved["classes"])
     train_set, _ = train.build_datasets(config)
     mean, std = train_set.channel_mean_std()
     assert preprocess == {"size": [32, 32], "mean": numpy.float32(mean).tolist(), "std": numpy.float32(std).tolist()}
@@ -261,10 +263,10 @@ def test_run_sets_the_blas_threads_it_is_asked_for(monkeypatch, tmp_path, device
     calls = []
     monkeypatch.setattr(train.blas, "set_threads", lambda count: calls.append(count) or True)
     config = tiny_config(tmp_path, device=device, threads=threads)
-    assert train._set_blas_threads(config) == note and calls == expected_calls
+    assert train.set_blas_threads(config) == note and calls == expected_calls
     assert TrainConfig().threads == 0
 
 
 def test_threads_that_cannot_be_set_are_named_not_fatal(monkeypatch, tmp_path):
     monkeypatch.setattr(train.blas, "set_threads", lambda count: False)  # not OpenBLAS
-    assert "could not set 2 BLAS thread(s)" in train._set_blas_threads(tiny_config(tmp_path, threads=2))
+    assert "could not set 2 BLAS thread(s)" in train.set_blas_threads(tiny_config(tmp_path, threads=2))

@@ -11,10 +11,11 @@ Datasets store ``images`` (N, C, H, W) uint8 and ``labels`` (N,) int64; batches 
 from minigrad.data import transforms
 from minigrad.data.cifar import CIFAR10, CIFAR100, ChecksumError, download
 from minigrad.data.dataset import ArrayDataset, Dataset, TensorDataset, to_float32_images
+from minigrad.data.folder import ImageFolder
 from minigrad.data.loader import DataLoader
 from minigrad.data.shapes import SyntheticShapes, save_examples
 
 __all__ = [
-    "CIFAR10", "CIFAR100", "ArrayDataset", "ChecksumError", "DataLoader", "Dataset", "SyntheticShapes",
+    "CIFAR10", "CIFAR100", "ArrayDataset", "ChecksumError", "DataLoader", "Dataset", "ImageFolder", "SyntheticShapes",
     "TensorDataset", "download", "save_examples", "to_float32_images", "transforms",
 ]

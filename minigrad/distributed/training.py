@@ -35,6 +35,7 @@ from typing import Any
 import numpy
 
 from minigrad import backend
+from minigrad.builders import DatasetUnavailable, build_datasets, build_model, build_optimizer, build_scheduler
 from minigrad.checkpoint import CheckpointError, EpochProgress, load_checkpoint, restore
 from minigrad.data import DataLoader
 from minigrad.distributed.gradients import DistributedOptimizer, broadcast_buffers, broadcast_parameters
@@ -43,18 +44,13 @@ from minigrad.distributed.sync_batchnorm import convert_sync_batchnorm
 from minigrad.distributed.world import DistributedError, World, init
 from minigrad.nn.module import Module
 from minigrad.train import (
-    DatasetUnavailable,
     TrainConfig,
     TrainingDiverged,
-    _set_blas_threads,
-    build_datasets,
     build_loaders,
-    build_model,
-    build_optimizer,
-    build_scheduler,
     evaluate,
     fit,
     resumed_config,
+    set_blas_threads,
 )
 
 
@@ -185,7 +181,7 @@ def _train(world: World, config: TrainConfig) -> list[dict[str, float]]:
         below, above = config.batch_size - config.batch_size % size, config.batch_size + size - config.batch_size % size
         raise _SameOnEveryRank(f"--batch-size {config.batch_size} is the global batch and does not split evenly over "
                                f"{size} ranks; use a multiple of {size} (e.g. {below or above} or {above})")
-    threads_note = _set_blas_threads(config)
+    threads_note = set_blas_threads(config)
     backend.manual_seed(config.seed)
     if rank == 0:  # rank 0 first: it may download the data set, which the others then find on disk
         train_set, test_set = build_datasets(config)
