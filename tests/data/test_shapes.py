@@ -53,12 +53,14 @@ def test_deterministic_and_train_test_disjoint(train_and_test):
 
 
 def test_generation_is_fast():
+    # This process's CPU time, not the wall clock: other work on a shared machine (or the other xdist worker)
+    # then cannot fail the test; the best of two absorbs a cold cache.
     best = float("inf")
-    for _ in range(2):  # the best of two, so one hiccup on a shared machine does not fail the test
-        start = time.perf_counter()
+    for _ in range(2):
+        start = time.process_time()
         SyntheticShapes(10_000, seed=0)
-        best = min(best, time.perf_counter() - start)
-    assert best < 2.0, f"SyntheticShapes(10_000) took {best:.2f} s"
+        best = min(best, time.process_time() - start)
+    assert best < 2.0, f"SyntheticShapes(10_000) took {best:.2f} s of CPU time"
 
 
 def pixels(dataset) -> numpy.ndarray:
