@@ -63,7 +63,8 @@ def test_manual_seed_also_seeds_a_generator_made_later(monkeypatch):
     numpy.testing.assert_array_equal(fresh, numpy.random.default_rng(7).random(4))
 
 
-def test_rng_state_round_trip():
+def test_rng_state_round_trip(monkeypatch):
+    monkeypatch.setattr(backend, "_generators", {})  # a fresh process: an earlier test may have drawn on cuda
     backend.manual_seed(5)
     state = backend.get_rng_state()
     assert state["seed"] == 5 and "cuda" not in state  # no GPU generator was used
