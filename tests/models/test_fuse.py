@@ -24,6 +24,8 @@ from minigrad.models import (
     inception_v1,
 )
 from minigrad.models.inception import VARIANTS, BasicConv2d, Inception
+from minigrad.testing.tolerance import assert_close
+from tests.models import DEPTH, longest_sum
 
 
 def conv2d_calls(module, x, monkeypatch) -> int:
@@ -122,10 +124,10 @@ def test_state_dict_keys_are_unchanged_and_checkpoints_move_both_ways():
     with minigrad.no_grad():
         other_logits = other(x).numpy()
         fused.load_state_dict(other.state_dict())  # unfused -> fused: the stacked weight is not cached
-        np.testing.assert_allclose(fused(x).numpy(), other_logits, rtol=1e-5, atol=1e-5)
+        assert_close(fused(x).numpy(), other_logits, "fused logits", terms=longest_sum(other), steps=DEPTH)
         back = inception_v1(num_classes=10, stem="cifar", width=0.125, seed=2).eval()
         back.load_state_dict(fused.state_dict())  # fused -> unfused
-        np.testing.assert_allclose(back(x).numpy(), other_logits, rtol=1e-5, atol=1e-5)
+        assert_close(back(x).numpy(), other_logits, "unfused logits", terms=longest_sum(other), steps=DEPTH)
     assert not any(isinstance(m, FusedInception) for m in back.modules())
 
 

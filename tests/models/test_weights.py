@@ -17,26 +17,12 @@ import pytest
 import torch
 
 import minigrad
-from minigrad import nn
 from minigrad.models import convert_weights, inception_v1, load_torch_state_dict
 from minigrad.models.weights import read_state_dict, register_command
 from minigrad.testing.tolerance import assert_close
-from tests.models import torch_googlenet
+from tests.models import DEPTH, longest_sum, torch_googlenet
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-#: weighted layers on GoogLeNet's longest path: conv1-3 of the stem, two convs in each of the nine Inception
-#: blocks, the classifier. Each adds its float32 rounding once (minigrad/testing/tolerance.py).
-DEPTH = 3 + 2 * 9 + 1
-
-
-def longest_sum(model) -> int:
-    """The most terms any one output value of the network adds: max over layers of C_in * kH * kW (conv) and
-    in_features (linear); the float32 tolerance's ``terms``."""
-    sizes = [module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-             for module in model.modules() if isinstance(module, nn.Conv2d)]
-    return max(sizes + [module.in_features for module in model.modules() if isinstance(module, nn.Linear)])
-
-
 @pytest.fixture(scope="module")
 def torchvision_files(tmp_path_factory):
     """A randomly initialised googlenet in torchvision's exact layout (transform_input=True, as torchvision
