@@ -20,6 +20,7 @@ import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from minigrad.tutorials.parse import Chapter, Exercise, parse_chapter
 from minigrad.tutorials.runner import (
@@ -208,7 +209,7 @@ def audit_exercise(path: Path, name: str, wrong_answers: tuple[str, ...] = ()) -
     return Audit(result["skeleton"], result["on_skeleton"], result["on_solution"], result["on_wrong"])
 
 
-def print_outcomes(outcomes: list[Outcome], stream=None) -> int:
+def print_outcomes(outcomes: list[Outcome], stream: TextIO | None = None) -> int:
     """Print one line per exercise and a summary; return the exit status (1 while any exercise fails)."""
     stream = sys.stdout if stream is None else stream
     for outcome in outcomes:
