@@ -200,7 +200,10 @@ def parse_spans(text: str, fences: list[Fence], name: str = "<chapter>") -> list
         attributes = {a["name"]: html.unescape(a["double"] if a["double"] is not None else a["single"])
                       for a in ATTRIBUTE.finditer(match["attributes"])}
         measured = "data-measured" in attributes
-        if measured == ("data-value" in attributes):
+        if not measured and "data-value" not in attributes:
+            raise ChapterSyntaxError(f"{name}: a malformed value span at line {line}: {match[0]} (write "
+                                     '<span data-value="EXPR">TEXT</span>, the attribute in quotes)')
+        if measured and "data-value" in attributes:
             raise ChapterSyntaxError(f"{name}: the span at line {line} needs exactly one of data-value and "
                                      f"data-measured: {match[0]}")
         expression = attributes["data-measured" if measured else "data-value"].strip()
@@ -306,5 +309,8 @@ def _output_pattern(expected: str) -> str:
         if line == "...":
             pattern.append(r"(?:[^\n]*\n)*?")
         else:
-            pattern.append(r"[^\n]*?".join(re.escape(part) for part in line.split("...")) + r"\n")
+            parts = line.split("...")
+            if len(parts) > 1 and not parts[-1]:  # "x = ..." matches a printed "x =" (trailing space stripped)
+                parts[-2] = parts[-2].rstrip()
+            pattern.append(r"[^\n]*?".join(re.escape(part) for part in parts) + r"\n")
     return "".join(pattern)
