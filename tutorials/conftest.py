@@ -86,8 +86,8 @@ class ChapterItem(pytest.Item):
         before = figures_state(tracked)
         with tempfile.TemporaryDirectory(prefix=f"minigrad_{self.path.stem}_") as folder:
             run_chapter(self.path, figures=Path(folder) / "figures")
-        changed = sorted(name for name in set(before) | set(figures_state(tracked))
-                         if before.get(name) != figures_state(tracked).get(name))
+        after = figures_state(tracked)
+        changed = sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
         if changed:
             raise ChapterError(f"{self.path.name}: running it changed {tracked} ({', '.join(changed)}); a chapter "
                                "writes its figures to FIGURES, which is a temporary folder under the tests")

@@ -137,7 +137,8 @@ def check_students_chapter(path: Path, folder: Path) -> list[Outcome]:
     if chapter.exercises:
         printed = io.StringIO()
         try:
-            with tempfile.TemporaryDirectory(prefix="minigrad_check_") as figures, contextlib.redirect_stdout(printed):
+            with (tempfile.TemporaryDirectory(prefix="minigrad_check_") as figures, contextlib.redirect_stdout(printed),
+                  contextlib.redirect_stderr(printed)):  # the chapter's own printing and progress bars
                 run_chapter(path, figures=Path(figures) / "figures", exercises=student,
                             stop_after=chapter.exercises[-1].name, check_values=False, chapter=chapter)
         except ChapterError as error:
