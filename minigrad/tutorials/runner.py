@@ -126,12 +126,15 @@ def run_chapter(path: Path | str, namespace: dict[str, Any] | None = None, *, fi
                 check_values: bool = True, chapter: Chapter | None = None) -> dict[str, Any]:
     """Run the chapter at ``path`` top to bottom and check its output blocks and value spans; return the namespace.
 
-    namespace: the namespace to run in (default: a fresh one from :func:`setup_namespace`; one passed in keeps
-    its own ``FIGURES`` if it has one). figures: the folder ``FIGURES`` names (default: a new temporary folder;
-    ``tutorials/make_figures.py`` passes ``tutorials/figures``). exercises: how each exercise runs, at its solution's place (default: the solution,
-    then the check). stop_after: stop after the exercise of that name (output blocks already run are still
-    compared; spans are not). check_values: compare the output blocks and spans (``minigrad check`` does not:
-    the chapter is not the student's).
+    - namespace: the namespace to run in (default: a fresh one from :func:`setup_namespace`; one passed in
+      keeps its own ``FIGURES`` if it has one);
+    - figures: the folder ``FIGURES`` names (default: a new temporary folder; ``tutorials/make_figures.py``
+      passes ``tutorials/figures``);
+    - exercises: how each exercise runs, at its solution's place (default: the solution, then the check);
+    - stop_after: stop after the exercise of that name (output blocks already run are still compared; spans
+      are not);
+    - check_values: compare the output blocks and spans (``minigrad check`` does not: the chapter is not the
+      student's).
 
     Raises :class:`ChapterError` (chained to the original exception) naming the failing block, or listing every
     wrong output block and span.
