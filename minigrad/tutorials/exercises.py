@@ -168,18 +168,20 @@ class Audit:
 
 
 def audit_exercise(path: Path, name: str, wrong_answers: tuple[str, ...] = ()) -> Audit:
-    """Run the chapter up to exercise ``name``; there, run its check on the unfilled skeleton and on each of
-    ``wrong_answers`` (each in a copy of the namespace), then the solution and the check, as the chapter test does."""
+    """Run the chapter up to exercise ``name``; there, run its check on the unfilled skeleton file (the text
+    ``minigrad exercises`` writes) and on each of ``wrong_answers``, each in a copy of the namespace as
+    ``minigrad check`` does, then the solution and the check, as the chapter test does."""
     chapter = parse_chapter(path)
     result: dict[str, str | None] = {}
 
     def audit(chapter: Chapter, exercise: Exercise, namespace: dict) -> list[str]:
         if exercise.name != name:
             return solution_then_check(chapter, exercise, namespace)
-        files = (str(chapter.path),)
+        skeleton_file = f"<{exercise.name}.py as minigrad exercises writes it>"
+        files = (str(chapter.path), skeleton_file)
         scope = dict(namespace)
-        try:
-            exec(compile_block(chapter.path, exercise.skeleton), scope)
+        try:  # the very text of the student's file, header and all
+            exec(compile(skeleton_text(chapter, exercise), skeleton_file, "exec"), scope)
             result["skeleton"] = None
         except Exception as error:
             result["skeleton"] = chapter_traceback(error, files)
