@@ -107,19 +107,25 @@ def _explain(error: BaseException, files: tuple[str, ...]) -> str:
     return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
 
 
+def _code_lines(text: str) -> list[str]:
+    """The lines of ``text`` that are neither blank nor a whole-line comment: a file's code, its header aside."""
+    return [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
 def check_students_chapter(path: Path, folder: Path) -> list[Outcome]:
     """Run one chapter with the student's files in place of its solutions; one outcome per exercise."""
     chapter = parse_chapter(path)
     outcomes: dict[str, Outcome] = {}
+    where = Path(folder).resolve()  # now: the chapter runs in its own folder, so a relative path would move
 
     def student(chapter: Chapter, exercise: Exercise, namespace: dict) -> None:
-        file = exercise_file(folder, chapter, exercise).resolve()
+        file = exercise_file(where, chapter, exercise)
         if not file.is_file():
             outcomes[exercise.name] = Outcome(chapter.number, exercise.name, False,
                                               f"no file {file} (minigrad exercises {folder} writes the skeletons)")
             return
         source = file.read_text(encoding="utf-8")
-        unfilled = source == skeleton_text(chapter, exercise, folder)
+        unfilled = _code_lines(source) == _code_lines(exercise.skeleton.source)
         scope = dict(namespace)  # the student's code cannot break the chapter's own namespace for the next one
         files = (str(file), str(chapter.path))
         stage = f"{file.name} raised"
