@@ -23,8 +23,8 @@ What a chapter can rely on (the runner sets it up before the first block):
 Block markers (words after ``python`` on the fence line):
 
 - ```` ```python ````                 runs;
-- ```` ```python no-run ````          shown, never run (illustrations; add jupytext's ``active="md"`` too for
-  code a notebook must not run either, such as GPU-only code);
+- ```` ```python no-run ````          shown, never run (illustrations, GPU-only code): a raw cell in the notebooks
+  ``minigrad tutorials --notebooks`` writes (for jupytext users, add its ``active="md"`` marker too);
 - ```` ```python exercise=NAME ````   an exercise's skeleton: shown, not run here; ``minigrad exercises DIR``
   writes it to ``DIR/NN_chapter/NAME.py`` for a student to fill in;
 - ```` ```python check=NAME ````      its check (shown, or inside ``<details>``): runs right after the solution
