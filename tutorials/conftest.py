@@ -23,8 +23,8 @@ What a chapter can rely on (the runner sets it up before the first block):
 Block markers (words after ``python`` on the fence line):
 
 - ```` ```python ````                 runs;
-- ```` ```python no-run ````          shown, never run (illustrations; add jupytext's ``active="md"`` too for
-  code a notebook must not run either, such as GPU-only code);
+- ```` ```python no-run ````          shown, never run (illustrations, GPU-only code): a raw cell in the notebooks
+  ``minigrad tutorials --notebooks`` writes (for jupytext users, add its ``active="md"`` marker too);
 - ```` ```python exercise=NAME ````   an exercise's skeleton: shown, not run here; ``minigrad exercises DIR``
   writes it to ``DIR/NN_chapter/NAME.py`` for a student to fill in;
 - ```` ```python check=NAME ````      its check (shown, or inside ``<details>``): runs right after the solution
@@ -86,8 +86,8 @@ class ChapterItem(pytest.Item):
         before = figures_state(tracked)
         with tempfile.TemporaryDirectory(prefix=f"minigrad_{self.path.stem}_") as folder:
             run_chapter(self.path, figures=Path(folder) / "figures")
-        changed = sorted(name for name in set(before) | set(figures_state(tracked))
-                         if before.get(name) != figures_state(tracked).get(name))
+        after = figures_state(tracked)
+        changed = sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
         if changed:
             raise ChapterError(f"{self.path.name}: running it changed {tracked} ({', '.join(changed)}); a chapter "
                                "writes its figures to FIGURES, which is a temporary folder under the tests")

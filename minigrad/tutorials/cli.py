@@ -30,7 +30,11 @@ def exercises_command(args: argparse.Namespace) -> int:
     if tutorials is None:
         return 2
     folder = Path(args.dir)
-    written, kept = write_exercises(tutorials, folder)
+    try:
+        written, kept = write_exercises(tutorials, folder)
+    except ValueError as error:  # a chapter that breaks the syntax (ChapterSyntaxError)
+        print(f"minigrad exercises: {error}", file=sys.stderr)
+        return 2
     for path in written:
         print(f"wrote {path}")
     for path in kept:

@@ -107,19 +107,25 @@ def _explain(error: BaseException, files: tuple[str, ...]) -> str:
     return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
 
 
+def _code_lines(text: str) -> list[str]:
+    """The lines of ``text`` that are neither blank nor a whole-line comment: a file's code, its header aside."""
+    return [line.rstrip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
 def check_students_chapter(path: Path, folder: Path) -> list[Outcome]:
     """Run one chapter with the student's files in place of its solutions; one outcome per exercise."""
     chapter = parse_chapter(path)
     outcomes: dict[str, Outcome] = {}
+    where = Path(folder).resolve()  # now: the chapter runs in its own folder, so a relative path would move
 
     def student(chapter: Chapter, exercise: Exercise, namespace: dict) -> None:
-        file = exercise_file(folder, chapter, exercise).resolve()
+        file = exercise_file(where, chapter, exercise)
         if not file.is_file():
             outcomes[exercise.name] = Outcome(chapter.number, exercise.name, False,
                                               f"no file {file} (minigrad exercises {folder} writes the skeletons)")
             return
         source = file.read_text(encoding="utf-8")
-        unfilled = source == skeleton_text(chapter, exercise, folder)
+        unfilled = _code_lines(source) == _code_lines(exercise.skeleton.source)
         scope = dict(namespace)  # the student's code cannot break the chapter's own namespace for the next one
         files = (str(file), str(chapter.path))
         stage = f"{file.name} raised"
@@ -137,7 +143,8 @@ def check_students_chapter(path: Path, folder: Path) -> list[Outcome]:
     if chapter.exercises:
         printed = io.StringIO()
         try:
-            with tempfile.TemporaryDirectory(prefix="minigrad_check_") as figures, contextlib.redirect_stdout(printed):
+            with (tempfile.TemporaryDirectory(prefix="minigrad_check_") as figures, contextlib.redirect_stdout(printed),
+                  contextlib.redirect_stderr(printed)):  # the chapter's own printing and progress bars
                 run_chapter(path, figures=Path(figures) / "figures", exercises=student,
                             stop_after=chapter.exercises[-1].name, check_values=False, chapter=chapter)
         except ChapterError as error:
@@ -167,18 +174,20 @@ class Audit:
 
 
 def audit_exercise(path: Path, name: str, wrong_answers: tuple[str, ...] = ()) -> Audit:
-    """Run the chapter up to exercise ``name``; there, run its check on the unfilled skeleton and on each of
-    ``wrong_answers`` (each in a copy of the namespace), then the solution and the check, as the chapter test does."""
+    """Run the chapter up to exercise ``name``; there, run its check on the unfilled skeleton file (the text
+    ``minigrad exercises`` writes) and on each of ``wrong_answers``, each in a copy of the namespace as
+    ``minigrad check`` does, then the solution and the check, as the chapter test does."""
     chapter = parse_chapter(path)
     result: dict[str, str | None] = {}
 
     def audit(chapter: Chapter, exercise: Exercise, namespace: dict) -> list[str]:
         if exercise.name != name:
             return solution_then_check(chapter, exercise, namespace)
-        files = (str(chapter.path),)
+        skeleton_file = f"<{exercise.name}.py as minigrad exercises writes it>"
+        files = (str(chapter.path), skeleton_file)
         scope = dict(namespace)
-        try:
-            exec(compile_block(chapter.path, exercise.skeleton), scope)
+        try:  # the very text of the student's file, header and all
+            exec(compile(skeleton_text(chapter, exercise), skeleton_file, "exec"), scope)
             result["skeleton"] = None
         except Exception as error:
             result["skeleton"] = chapter_traceback(error, files)

@@ -25,7 +25,10 @@ CHAPTER_NAME = re.compile(r"^\d\d_.*\.md$")
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>.*)$")
 PYTHON_LANGUAGES = ("python", "py", "python3")
 EXERCISE_KINDS = ("exercise", "check", "solution")
-SPAN = re.compile(r"<span\b(?P<attributes>[^>]*\bdata-(?:value|measured)\s*=[^>]*)>(?P<text>.*?)</span>", re.DOTALL)
+# The attributes may hold a '>' inside quotes (data-value="n > 3"); the text runs to the first </span>.
+_ATTRIBUTES = r"""(?:[^>"']|"[^"]*"|'[^']*')*"""
+SPAN = re.compile(
+    rf"<span\b(?P<attributes>{_ATTRIBUTES}\bdata-(?:value|measured)\s*={_ATTRIBUTES})>(?P<text>.*?)</span>", re.DOTALL)
 ATTRIBUTE = re.compile(r"(?P<name>[\w-]+)\s*=\s*(?:\"(?P<double>[^\"]*)\"|'(?P<single>[^']*)')")
 MEASURED_WORDS = "measured here"
 

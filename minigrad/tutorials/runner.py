@@ -126,11 +126,15 @@ def run_chapter(path: Path | str, namespace: dict[str, Any] | None = None, *, fi
                 check_values: bool = True, chapter: Chapter | None = None) -> dict[str, Any]:
     """Run the chapter at ``path`` top to bottom and check its output blocks and value spans; return the namespace.
 
-    figures: the folder ``FIGURES`` names (default: a new temporary folder; ``tutorials/make_figures.py`` passes
-    ``tutorials/figures``). exercises: how each exercise runs, at its solution's place (default: the solution,
-    then the check). stop_after: stop after the exercise of that name (output blocks already run are still
-    compared; spans are not). check_values: compare the output blocks and spans (``minigrad check`` does not:
-    the chapter is not the student's).
+    - namespace: the namespace to run in (default: a fresh one from :func:`setup_namespace`; one passed in
+      keeps its own ``FIGURES`` if it has one);
+    - figures: the folder ``FIGURES`` names (default: a new temporary folder; ``tutorials/make_figures.py``
+      passes ``tutorials/figures``);
+    - exercises: how each exercise runs, at its solution's place (default: the solution, then the check);
+    - stop_after: stop after the exercise of that name (output blocks already run are still compared; spans
+      are not);
+    - check_values: compare the output blocks and spans (``minigrad check`` does not: the chapter is not the
+      student's).
 
     Raises :class:`ChapterError` (chained to the original exception) naming the failing block, or listing every
     wrong output block and span.
@@ -143,6 +147,7 @@ def run_chapter(path: Path | str, namespace: dict[str, Any] | None = None, *, fi
     chapter = parse_chapter(path) if chapter is None else chapter
     figures = Path(tempfile.mkdtemp(prefix="minigrad_figures_")) if figures is None else Path(figures).resolve()
     namespace = setup_namespace(path, figures) if namespace is None else namespace
+    figures = namespace.setdefault("FIGURES", figures)  # a namespace passed in keeps its own FIGURES
     handler = exercises or solution_then_check
     by_solution = {exercise.solution.first_line: exercise for exercise in chapter.exercises}
     if stop_after is not None and stop_after not in {exercise.name for exercise in chapter.exercises}:

@@ -42,6 +42,16 @@ def test_exercises_then_check_end_to_end_on_the_real_chapters(tmp_path, capsys):
     assert (work / "02_autograd" / "value_exp_pow.py").read_text() == chapter.exercises[0].solution.source
 
 
+def test_exercises_and_check_with_a_relative_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the chapter runs in tutorials/: the student's relative path must still hold
+    assert main(["exercises", "work"]) == 0
+    chapter = parse_chapter(TUTORIALS / "02_autograd.md")
+    Path("work/02_autograd/value_exp_pow.py").write_text(chapter.exercises[0].solution.source)
+    capsys.readouterr()
+    assert main(["check", "work", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "PASS 02/value_exp_pow"
+
+
 def test_check_of_a_missing_folder_or_chapter_is_a_clear_error(tmp_path, capsys):
     assert main(["check", str(tmp_path / "nowhere")]) == 2
     assert "no folder" in capsys.readouterr().err

@@ -43,6 +43,7 @@ def test_the_check_fails_on_the_unfilled_skeleton_and_passes_on_the_solution(pat
         f"{path.name}: the check of {name} passes on the unfilled skeleton: it checks nothing a student must write")
     assert audit.check_on_solution is None, f"{path.name}: the solution of {name} fails its check:\n" \
                                             f"{audit.check_on_solution}"
+    assert len(audit.check_on_wrong) == len(WRONG_ANSWERS.get(name, ()))
     passed_wrong = [answer for answer, failure in zip(WRONG_ANSWERS.get(name, ()), audit.check_on_wrong) if not failure]
     assert not passed_wrong, f"{path.name}: the check of {name} passes on a wrong answer:\n{passed_wrong[0]}"
 

@@ -134,6 +134,11 @@ def test_html_entities_are_unescaped_and_spans_inside_code_are_code():
     assert span.expression == 'a < b && "x"' and span.text == "1 < 2"
 
 
+def test_an_expression_may_hold_a_greater_than_sign_in_its_quotes():
+    (span,) = spans_of('<span data-value="len(x) > 3" data-format="">True</span>\n')
+    assert span.expression == "len(x) > 3" and span.text == "True" and span.format == ""
+
+
 def test_malformed_spans_are_errors_naming_the_line():
     with pytest.raises(ChapterSyntaxError, match="malformed value span at line 2"):
         spans_of('prose\nsee <span data-value="x">42 and never closed\n')

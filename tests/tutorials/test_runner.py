@@ -253,3 +253,15 @@ def test_under_pytest_a_chapter_writing_into_its_figures_folder_fails(tmp_path):
     assert code == 1 and "1 failed, 1 passed" in output, output
     assert f"02_sneaky.md: running it changed {tmp_path / 'figures'} (x.txt)" in output, output
     assert not (tmp_path / "figures" / "plot.png").exists()  # 01's figure went to a temporary folder
+
+
+def test_make_figures_is_what_writes_the_chapters_figures_folder(tmp_path):
+    shutil.copy(TUTORIALS / "make_figures.py", tmp_path / "make_figures.py")
+    write_chapter(tmp_path, "01_plot.md", ["import matplotlib.pyplot as plt\nplt.plot([1, 2])\n"
+                                           "plt.savefig(FIGURES / '01_plot.png')\nprint('drawn')"])
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, str(tmp_path / "make_figures.py")], capture_output=True, text=True,
+                            timeout=120, env=environment)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "01_plot.md" in result.stdout and "ok  figures: 01_plot.png" in result.stdout, result.stdout
+    assert (tmp_path / "figures" / "01_plot.png").is_file()
