@@ -1,7 +1,7 @@
 """Regenerate every tutorial figure by running every chapter's code, and time each chapter.
 
     python tutorials/make_figures.py            # all chapters
-    python tutorials/make_figures.py 02 04      # only chapters 02 and 04
+    python tutorials/make_figures.py 02 05      # only chapters 2 and 5
 
 Each chapter runs exactly as the tests run it (the runner, ``minigrad.tutorials.run_chapter``: one shared
 namespace, fixed seeds, the Agg backend, working directory ``tutorials/``, output blocks and value spans

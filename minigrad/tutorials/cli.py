@@ -100,7 +100,7 @@ def register_command(commands: Any) -> None:
 
     parser = commands.add_parser("check", help="check your tutorial exercises in DIR: PASS or what is wrong")
     parser.add_argument("dir", metavar="DIR", help="the folder minigrad exercises wrote")
-    parser.add_argument("chapter", nargs="?", metavar="CHAPTER", help="only this chapter: 04 or 04_linear...")
+    parser.add_argument("chapter", nargs="?", metavar="CHAPTER", help="only this chapter: 05 or 05_linear...")
     parser.add_argument("--tutorials", metavar="DIR", **location)
     parser.set_defaults(handler=check_command)
 

@@ -125,7 +125,7 @@ class Chapter:
 
     @property
     def number(self) -> str:
-        """The chapter's two-digit prefix: ``"04"`` for ``04_linear_softmax_training.md``."""
+        """The chapter's two-digit prefix: ``"05"`` for ``05_linear_softmax_training.md``."""
         return self.path.name[:2]
 
 

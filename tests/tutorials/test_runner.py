@@ -119,7 +119,7 @@ def test_value_spans_are_checked_after_the_chapter(tmp_path):
 
 
 def test_a_wrong_span_fails_naming_the_span_its_line_expected_and_got(tmp_path):
-    path = write_chapter(tmp_path, "11_training.md", ["width = 0.125\nepochs = 3"], after=(
+    path = write_chapter(tmp_path, "14_training.md", ["width = 0.125\nepochs = 3"], after=(
         'A quarter of the width: <span data-value="width">0.25</span>.\n'
         'Epochs: <span data-value="epochs" data-format="d">4</span>.\n'
         'Right: <span data-value="epochs">3</span>.\n'))
@@ -128,9 +128,9 @@ def test_a_wrong_span_fails_naming_the_span_its_line_expected_and_got(tmp_path):
         run_chapter(path)
     message = str(raised.value)
     line = next(i for i, text in enumerate(lines, 1) if "0.25" in text)
-    assert f'11_training.md:{line}: <span data-value="width">0.25</span>: expected \'0.25\', got \'0.125\'' in message
-    assert f"11_training.md:{line + 1}:" in message and "expected '4', got '3' (format(..., 'd') of epochs)" in message
-    assert f"11_training.md:{line + 2}:" not in message
+    assert f'14_training.md:{line}: <span data-value="width">0.25</span>: expected \'0.25\', got \'0.125\'' in message
+    assert f"14_training.md:{line + 1}:" in message and "expected '4', got '3' (format(..., 'd') of epochs)" in message
+    assert f"14_training.md:{line + 2}:" not in message
 
 
 def test_a_span_that_raises_fails_and_a_measured_span_must_evaluate(tmp_path):
