@@ -1,8 +1,9 @@
 """The ``minigrad`` command line: ``minigrad gradcheck``, ``minigrad train``, ``minigrad summary`` ...
 
-``gradcheck`` lives here; ``train``, ``summary``, ``convert-weights`` and ``predict`` are registered by the
-modules that do the work (``register_command`` in minigrad/train_cli.py, summary.py, models/weights.py and
-predict.py), so each command's options sit next to its code. Also reachable as ``python -m minigrad ...``.
+``gradcheck`` lives here; ``train``, ``summary``, ``convert-weights``, ``predict`` and the tutorials' ``exercises``,
+``check`` and ``tutorials`` are registered by the modules that do the work (``register_command`` in
+minigrad/train_cli.py, summary.py, models/weights.py, predict.py and tutorials/cli.py), so each command's options
+sit next to its code. Also reachable as ``python -m minigrad ...``.
 """
 
 from __future__ import annotations
@@ -81,11 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     from minigrad import predict, train_cli
     from minigrad.models import weights
     from minigrad.summary import register_command as register_summary
+    from minigrad.tutorials import cli as tutorials_cli
 
     train_cli.register_command(commands)
     register_summary(commands)
     weights.register_command(commands)
     predict.register_command(commands)
+    tutorials_cli.register_command(commands)
     return parser
 
 

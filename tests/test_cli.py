@@ -41,7 +41,8 @@ def test_console_script_points_at_the_cli():
 def test_help_lists_the_commands_and_every_train_option():
     top = run_minigrad("--help")
     assert top.returncode == 0, top.stderr
-    assert all(command in top.stdout for command in ("gradcheck", "train", "summary", "convert-weights", "predict"))
+    commands = ("gradcheck", "train", "summary", "convert-weights", "predict", "exercises", "check", "tutorials")
+    assert all(command in top.stdout for command in commands)
 
     train_help = run_minigrad("train", "--help")
     assert train_help.returncode == 0, train_help.stderr

@@ -6,7 +6,8 @@ moves. When the code moves, rewrite the anchors with
 
     python tests/test_tutorial_links.py          # sets every anchor to its definition's lines
 
-(tests/test_tutorials_runner.py checks the links without anchors: the files exist and define the names.)
+The tests at the end check every link, with or without an anchor: the file or figure exists, and a linked
+``.py`` file defines the name in the link text. (The runner itself is tested in tests/tutorials/.)
 """
 
 from __future__ import annotations
@@ -142,6 +143,38 @@ def test_rewriting_sets_each_anchor_to_the_definition(tmp_path):
     assert fixed == ("[`f`](../minigrad/kernels/k.py#L4-L6) and [`g`](../minigrad/kernels/k.py#L4-L9) and "
                      "[k](../minigrad/kernels/k.py)")
     assert link_problems(fixed, base) == []
+
+
+# ----- what the chapters point to -------------------------------------------------------------------
+LINK = re.compile(r"\[(?P<text>[^\]]*)\]\((?P<target>[^)#\s]+)(?:#[^)]*)?\)")
+CODE_BLOCK = re.compile(r"^ *(`{3,}|~{3,}).*?^ *\1\s*$", flags=re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.stem)
+def test_every_linked_file_and_figure_exists_and_named_functions_are_defined(chapter):
+    problems = []
+    prose = CODE_BLOCK.sub("", chapter.read_text())  # `a[i](x)` in code is indexing, not a link
+    for match in LINK.finditer(prose):
+        target = match["target"]
+        if "://" in target:
+            continue
+        file = (chapter.parent / target).resolve()
+        if not file.exists():
+            problems.append(f"{target}: no such file")
+            continue
+        # [`name`](file.py) or [`Class.method`](file.py): the last name must be defined in that file.
+        name = re.fullmatch(r"`(?:[\w.]+\.)?(\w+)(?:\(.*\))?`", match["text"])
+        if file.suffix == ".py" and name:
+            pattern = rf"^\s*(def|class)\s+{name[1]}\b|^{name[1]}\s*[:=]"
+            if not re.search(pattern, file.read_text(), flags=re.MULTILINE):
+                problems.append(f"{target}: defines no `{name[1]}`")
+    assert not problems, f"{chapter.name}: " + "; ".join(problems)
+
+
+def test_every_chapter_is_in_the_readme():
+    readme = (TUTORIALS / "README.md").read_text()
+    missing = [chapter.name for chapter in CHAPTERS if f"({chapter.name})" not in readme]
+    assert not missing, f"tutorials/README.md does not link {missing}"
 
 
 if __name__ == "__main__":

@@ -1,33 +1,28 @@
 """Regenerate every tutorial figure by running every chapter's code, and time each chapter.
 
     python tutorials/make_figures.py            # all chapters
-    python tutorials/make_figures.py 02 04      # only chapters 02 and 04
+    python tutorials/make_figures.py 02 05      # only chapters 2 and 5
 
-Each chapter runs exactly as the tests run it (the runner in ``tutorials/conftest.py``: one shared
-namespace, fixed seeds, the Agg backend, working directory ``tutorials/``), so its figures land in
-``tutorials/figures/``. Prints the run time of each chapter and the figures it wrote.
+Each chapter runs exactly as the tests run it (the runner, ``minigrad.tutorials.run_chapter``: one shared
+namespace, fixed seeds, the Agg backend, working directory ``tutorials/``, output blocks and value spans
+checked), except that ``FIGURES`` is ``tutorials/figures/`` instead of a temporary folder: this script is the
+only thing that rewrites the tracked figures. Prints the run time of each chapter and the figures it wrote.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import sys
 import time
 from pathlib import Path
 
 TUTORIALS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TUTORIALS.parent))  # this checkout's minigrad, also when it is not installed
 
-
-def load_runner():
-    """The runner module (``tutorials/conftest.py``), loaded by path: ``tutorials`` is not a package."""
-    spec = importlib.util.spec_from_file_location("tutorial_runner", TUTORIALS / "conftest.py")
-    runner = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = runner  # registered before running it, as an import would (dataclasses need it)
-    spec.loader.exec_module(runner)
-    return runner
+from minigrad.tutorials.parse import ChapterSyntaxError  # noqa: E402
+from minigrad.tutorials.runner import ChapterError, chapters_in, run_chapter  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="show what the chapters print")
     args = parser.parse_args(argv)
 
-    runner = load_runner()
-    chapters = sorted(path for path in TUTORIALS.glob("*.md") if runner.CHAPTER_NAME.match(path.name))
+    chapters = chapters_in(TUTORIALS)
     if args.chapters:
         chapters = [path for path in chapters if any(path.name.startswith(prefix) for prefix in args.chapters)]
     if not chapters:
@@ -52,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         output = io.StringIO()
         try:
             with contextlib.redirect_stdout(sys.stdout if args.verbose else output):
-                runner.run_chapter(path)
+                run_chapter(path, figures=figures)
             status = "ok"
-        except runner.ChapterError as error:
+        except (ChapterError, ChapterSyntaxError) as error:
             status, failed = f"FAILED\n{error}", failed + 1
         seconds = time.perf_counter() - start
         written = sorted(f.name for f in figures.glob("*") if before.get(f) != f.stat().st_mtime)
