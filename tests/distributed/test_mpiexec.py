@@ -12,6 +12,7 @@ Without mpi4py or mpiexec these tests skip, saying why; with ``MINIGRAD_REQUIRE_
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -236,7 +237,11 @@ def test_cli_ctrl_c_stops_every_rank_after_the_same_step_and_resumes(tmp_path):
                             str(tmp_path / "stopped"), *run], cwd=REPO_ROOT, env=environment, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen = ""
-    while "epoch 1/2:  " not in seen and job.poll() is None:  # the first progress bar: training has started
+    # Wait for the first step to end on rank 0's bar: its gradients were averaged with rank 1's, so every rank
+    # is inside the training loop, where Ctrl-C means "stop after this step" (a rank still starting up would
+    # take it as an ordinary KeyboardInterrupt while the others wait in a collective).
+    first_step = re.compile(r"epoch 1/2: [^\r\n]*\| [1-9][0-9]*/")
+    while not first_step.search(seen) and job.poll() is None:
         seen += job.stdout.read(1)
     job.send_signal(signal.SIGINT)
     output = seen + job.communicate(timeout=120)[0]
