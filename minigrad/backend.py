@@ -246,6 +246,16 @@ def prefers_cache_sized_chunks(array: Any) -> bool:
     return not is_cupy_array(array)
 
 
+def prefers_fewer_copies_to_longer_products(array: Any) -> bool:
+    """Whether a convolution over few channels on ``array`` runs faster with fewer copies of its input and
+    several products (row columns, :mod:`minigrad.kernels.fast.conv_rows`) than with one long product.
+
+    True on the CPU, where the copies run at memory speed (measured in benchmarks/README.md). False on a
+    GPU, where it was never measured: there the one-product method stays.
+    """
+    return not is_cupy_array(array)
+
+
 _raw_kernels: dict[tuple[str, str], Any] = {}
 
 

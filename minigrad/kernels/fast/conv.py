@@ -23,6 +23,12 @@ The same formulas as the reference (``Y_mat[g] = W_mat[g] @ cols[g]``, ``dW = dY
 
 The columns are copied by a :class:`~minigrad.kernels.fast.im2col.ColumnKernels` pair, the array versions by
 default; the dispatch point passes the CUDA C ones when they are switched on.
+
+**Two methods.** ``method="columns"`` is all of the above. ``method="rows"``
+(:mod:`minigrad.kernels.fast.conv_rows`) copies each pixel kW times instead of kH * kW and adds the kernel
+rows by shifting; it needs stride 1, no dilation and one group. By default (``method=None``) a CPU
+convolution of depth C_in * kH * kW up to :data:`~minigrad.kernels.fast.conv_rows.MAX_DEPTH` takes rows
+(few channels: the copies dominate) and everything else takes columns (:func:`choose_method`).
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.kernels.conv import by_group, conv2d_geometry
+from minigrad.kernels.fast import conv_rows
 from minigrad.kernels.fast.im2col import ARRAY_COLUMNS, ColumnKernels
 from minigrad.kernels.geometry import WindowGeometry
 
+METHODS = ("columns", "rows")
 DEFAULT_BUFFER_BYTES = 256 * 2**20  # largest column buffer one conv2d call may hold (per chunk of the batch)
 
 # Scratch arrays kept between calls, keyed by (device, dtype, role). Nothing returned to a caller or kept in
@@ -81,6 +89,27 @@ class ConvContext:
     groups: int
     max_buffer_bytes: int
     columns: ColumnKernels
+    method: str = "columns"
+
+
+def choose_method(x: Any, weight: Any, geometry: WindowGeometry, groups: int, method: str | None = None) -> str:
+    """The method a convolution runs with: ``method`` checked, or, when it is None, "rows" for a CPU
+    convolution that row columns can do whose depth C_in * kH * kW is at most ``conv_rows.MAX_DEPTH``
+    (a 1x1 kernel keeps its own shortcut), "columns" otherwise."""
+    if method is None:
+        depth = weight.shape[1] * geometry.kernel[0] * geometry.kernel[1]
+        small = geometry.kernel != (1, 1) and depth <= conv_rows.MAX_DEPTH
+        suits = backend.prefers_fewer_copies_to_longer_products(x)
+        return "rows" if (suits and small and conv_rows.applies(geometry, groups)) else "columns"
+    if method not in METHODS:
+        raise ValueError(f"conv2d: method must be one of {METHODS} or None (choose), got {method!r}")
+    if method == "rows" and not conv_rows.applies(geometry, groups):
+        raise ValueError(
+            f"conv2d: method='rows' needs stride 1, dilation 1 and groups=1, got stride {geometry.stride}, "
+            f"dilation {geometry.dilation}, groups={groups} (input {tuple(x.shape)}, weight "
+            f"{tuple(weight.shape)}); use method='columns' or None"
+        )
+    return method
 
 
 def conv2d_forward(
@@ -94,19 +123,28 @@ def conv2d_forward(
     *,
     max_buffer_bytes: int | None = None,
     columns: ColumnKernels = ARRAY_COLUMNS,
+    method: str | None = None,
 ) -> tuple[Any, ConvContext]:
     """:func:`minigrad.kernels.conv.conv2d_forward`, chunked: x (N, C_in, H, W), weight (C_out, C_in/groups,
     kH, kW), bias (C_out,) or None -> (out (N, C_out, H_out, W_out), ctx for :func:`conv2d_backward`).
 
     ``max_buffer_bytes``: the most bytes of columns one chunk of the batch may hold (default
-    :data:`DEFAULT_BUFFER_BYTES`); ``columns``: the im2col/col2im pair that copies the windows.
+    :data:`DEFAULT_BUFFER_BYTES`); ``columns``: the im2col/col2im pair that copies the windows;
+    ``method``: "columns", "rows" or None to choose (:func:`choose_method`).
     """
     geometry = conv2d_geometry(x, weight, bias, stride, padding, dilation, groups)
     budget = DEFAULT_BUFFER_BYTES if max_buffer_bytes is None else int(max_buffer_bytes)
+    method = choose_method(x, weight, geometry, groups, method)
     xp = backend.xp_of(x)
     n, out_channels = x.shape[0], weight.shape[0]
     out_h, out_w = geometry.out_size
     out = xp.empty((n, out_channels, out_h, out_w), dtype=x.dtype)
+    ctx = ConvContext(x, weight, bias is not None, geometry, groups, budget, columns, method)
+    if method == "rows":
+        for start, stop, buffers in _row_chunks(x, out_channels, geometry, budget):
+            result = conv_rows.forward_chunk(x[start:stop], weight, geometry, buffers["columns"], buffers["rows"])
+            _to_batch_major(result, bias, out[start:stop])
+        return out, ctx
     weight_matrix = weight.reshape(out_channels, -1)
 
     for start, stop, cols in _column_chunks(x, geometry, budget, columns):
@@ -114,13 +152,39 @@ def conv2d_forward(
         out_matrix = _scratch_array(x, (out_channels, cols.shape[1]), "rows")
         _grouped_matmul(weight_matrix, cols, out_matrix, groups)
         # (C_out, chunk, H_out*W_out) -> (chunk, C_out, H_out*W_out): one copy, bias added on the way.
-        out_matrix = out_matrix.reshape(out_channels, chunk, out_h * out_w).transpose(1, 0, 2)
-        out_chunk = out[start:stop].reshape(chunk, out_channels, out_h * out_w)
-        if bias is None:
-            out_chunk[...] = out_matrix
-        else:
-            xp.add(out_matrix, bias.reshape(-1, 1), out=out_chunk)
-    return out, ConvContext(x, weight, bias is not None, geometry, groups, budget, columns)
+        _to_batch_major(out_matrix.reshape(out_channels, chunk, out_h, out_w), bias, out[start:stop])
+    return out, ctx
+
+
+def _to_batch_major(result: Any, bias: Any, out: Any) -> None:
+    """Write a (C_out, n, H_out, W_out) result into ``out`` (n, C_out, H_out, W_out): one copy that swaps
+    the first two axes and adds the bias (C_out,) on the way when there is one."""
+    swapped = result.transpose(1, 0, 2, 3)
+    if bias is None:
+        out[...] = swapped
+    else:
+        backend.xp_of(out).add(swapped, bias.reshape(-1, 1, 1), out=out)
+
+
+def _row_chunks(x: Any, out_channels: int, geometry: WindowGeometry, max_buffer_bytes: int):
+    """Yield ``(start, stop, buffers)`` for consecutive batch chunks of a row-columns convolution: as many
+    samples as fit in ``max_buffer_bytes`` (at least one), and the scratch arrays
+    :func:`conv_rows.backward_chunk` names, sized for the chunk."""
+    n, in_channels, height, width = x.shape
+    (kernel_h, kernel_w), out_w = geometry.kernel, geometry.out_size[1]
+    padded_h = geometry.padded_size[0]
+    per_sample = conv_rows.bytes_per_sample(x.shape, out_channels, geometry, x.dtype.itemsize)
+    chunk = max(1, min(n, max_buffer_bytes // per_sample))
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        per_channel = (stop - start) * padded_h * out_w
+        margin = (kernel_h - 1) * out_w
+        yield start, stop, {
+            "columns": _scratch_array(x, (in_channels * kernel_w, per_channel), "columns"),
+            "rows": _scratch_array(x, (kernel_h * out_channels, per_channel), "rows"),
+            "grid": _scratch_array(x, (margin + out_channels * per_channel,), "grid"),
+            "sums": _scratch_array(x, (in_channels, stop - start, height, width), "sums"),
+        }
 
 
 def conv2d_backward(
@@ -144,9 +208,11 @@ def conv2d_backward(
 
     grad_bias = grad_out.sum(axis=(0, 2, 3)) if (need_bias_grad and ctx.has_bias) else None
     grad_x = xp.empty(x.shape, dtype=x.dtype) if need_input_grad else None
-    grad_weight_matrix = xp.zeros(weight_matrix.shape, dtype=x.dtype) if need_weight_grad else None
     if not (need_input_grad or need_weight_grad):
         return None, None, grad_bias
+    if ctx.method == "rows":
+        return (*_backward_by_rows(grad_out, ctx, grad_x, need_weight_grad), grad_bias)
+    grad_weight_matrix = xp.zeros(weight_matrix.shape, dtype=x.dtype) if need_weight_grad else None
 
     chunks = _column_chunks(x, geometry, ctx.max_buffer_bytes, ctx.columns, fill=need_weight_grad)
     for start, stop, cols in chunks:
@@ -168,6 +234,22 @@ def conv2d_backward(
                 ctx.columns.col2im(grad_cols, (chunk, *x.shape[1:]), geometry, grad_x[start:stop])
     grad_weight = grad_weight_matrix.reshape(weight.shape) if need_weight_grad else None
     return grad_x, grad_weight, grad_bias
+
+
+def _backward_by_rows(grad_out: Any, ctx: ConvContext, grad_x: Any, need_weight_grad: bool) -> tuple[Any, Any]:
+    """conv2d_backward for a context made with ``method="rows"``: (grad_x, grad_weight), chunk by chunk."""
+    x, weight, geometry = ctx.x, ctx.weight, ctx.geometry
+    out_channels, in_channels, kernel_h, kernel_w = weight.shape
+    xp = backend.xp_of(grad_out)
+    # grad_weight gathered as (C_in * kW, kH, C_out), the layout the per-row products give
+    grad_rows = xp.zeros((in_channels * kernel_w, kernel_h, out_channels), dtype=x.dtype) if need_weight_grad else None
+    for start, stop, buffers in _row_chunks(x, out_channels, geometry, ctx.max_buffer_bytes):
+        conv_rows.backward_chunk(x[start:stop], grad_out[start:stop], weight, geometry, buffers, grad_rows,
+                                 None if grad_x is None else grad_x[start:stop])
+    if grad_rows is None:
+        return grad_x, None
+    grad_weight = grad_rows.reshape(in_channels, kernel_w, kernel_h, out_channels).transpose(3, 0, 2, 1)
+    return grad_x, xp.ascontiguousarray(grad_weight)
 
 
 def _is_pointwise(geometry: WindowGeometry) -> bool:

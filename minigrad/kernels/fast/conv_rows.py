@@ -1,0 +1,156 @@
+"""Stride-1 convolution by *row columns*: im2col along the width only, the kernel rows added by shifting.
+
+The fast convolution of :mod:`minigrad.kernels.fast.conv` copies every input pixel ``kH * kW`` times into
+its columns (25 times for a 5x5 kernel). With few input channels the matrix multiply is then small and the
+copies, and col2im's adds in the backward, are most of the time. For a stride-1, undilated, ungrouped
+convolution this module copies each pixel only ``kW`` times and lets the kernel rows come from shifting:
+
+- **Row columns.** ``cols[(c, j), (n, y, ow)] = x_padded[n, c, y, ow + j]`` for every padded row ``y``
+  (``Hp`` of them) and every output column ``ow``: (C_in * kW, N * Hp * W_out), kW copies of x, not kH * kW.
+- **One product for every kernel row.** ``Z = W_rows @ cols`` with ``W_rows[(i, o), (c, j)] = w[o, c, i, j]``
+  gives, for each kernel row i, (C_out, N * Hp * W_out): the sums over c and j at every padded row.
+- **Rows by shifting.** Output ``(n, oh, ow)`` needs kernel row i at padded row ``oh + i``: in the flat
+  (n, y, ow) order that is ``i * W_out`` places further on, so ``out = sum_i Z[i]`` shifted by ``i * W_out``,
+  kH - 1 contiguous adds. Positions past the last output row of an image read into the next image; they
+  are not outputs and are dropped.
+
+The backward runs the same idea backwards:
+
+- ``grad_weight[o, c, i, j] = sum over (n, y, ow) of dY[o, (n, y, ow)] * cols[(c, j), (n, y, ow) + i * W_out]``:
+  one product per kernel row, on a shifted view of the columns (no copy);
+- the column gradient is one product with the kH shifted copies of dY stacked
+  (``dcols = W_cols @ [dY shifted by 0, W_out, ..., (kH - 1) * W_out]``), where dY is laid out on the padded
+  rows with zeros below each image's last output row, so every shift reads zeros where it leaves the image;
+- col2im along the width only: ``grad_x = sum_j dcols[(c, j)]`` shifted j columns, kW adds.
+
+The same sums as the reference, in another order (the tests hold them within the float32 tolerance). It
+pays on a CPU when C_in * kH * kW is small (:data:`MAX_DEPTH`): benchmarks/README.md has the figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad import backend
+from minigrad.kernels.geometry import WindowGeometry
+
+# The largest C_in * kH * kW for which the fast convolution picks row columns by itself on a CPU. Measured on
+# a 2-core AMD EPYC (benchmarks/README.md): 1.5-2.4x faster at depth 200 (5x5 over 8 channels), 1.3-1.5x at
+# 108-216, about even at 800, slower at 864 and beyond, where one long product over the full columns wins.
+MAX_DEPTH = 800
+
+
+def applies(geometry: WindowGeometry, groups: int) -> bool:
+    """True when row columns can compute this convolution: stride 1, no dilation, one group."""
+    return groups == 1 and geometry.stride == (1, 1) and geometry.dilation == (1, 1)
+
+
+def _layout(geometry: WindowGeometry) -> tuple[int, int, int, int, int, int]:
+    """(top, left, Hp, W_out, H_out, kH): where x sits in the padded rows, and the sizes the products use."""
+    (top, _), (left, _) = geometry.pads
+    padded_h, _ = geometry.padded_size
+    out_h, out_w = geometry.out_size
+    return top, left, padded_h, out_w, out_h, geometry.kernel[0]
+
+
+def bytes_per_sample(x_shape: tuple, out_channels: int, geometry: WindowGeometry, itemsize: int) -> int:
+    """The size of one sample's share of the larger of the two buffers: the row columns or the products."""
+    in_channels = x_shape[1]
+    kernel_h, kernel_w = geometry.kernel
+    _, _, padded_h, out_w, _, _ = _layout(geometry)
+    return max(in_channels * kernel_w, kernel_h * out_channels) * padded_h * out_w * itemsize
+
+
+def _width_ranges(j: int, left: int, width: int, out_w: int) -> tuple[slice, slice]:
+    """For kernel column j: the output columns ow whose tap ``ow + j`` falls on x (not on padding), and
+    the x columns they read: ``x[..., ow + j - left]``. Both empty when the tap sees only padding."""
+    low, high = max(0, left - j), min(out_w, width + left - j)
+    high = max(low, high)
+    return slice(low, high), slice(low + j - left, high + j - left)
+
+
+def row_columns_into(x: Any, geometry: WindowGeometry, cols: Any) -> Any:
+    """Fill ``cols`` (C * kW, N * Hp * W_out) with x's row columns: ``cols[(c, j), (n, y, ow)]`` is the
+    zero-padded input at image n, channel c, padded row y, padded column ``ow + j``. Returns cols."""
+    n, c, height, width = x.shape
+    top, left, padded_h, out_w, _, _ = _layout(geometry)
+    kernel_w = geometry.kernel[1]
+    by_tap = cols.reshape(c, kernel_w, n, padded_h, out_w)
+    by_tap[:, :, :, :top] = 0
+    by_tap[:, :, :, top + height :] = 0
+    x_by_channel = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
+    for j in range(kernel_w):
+        columns, source = _width_ranges(j, left, width, out_w)
+        rows = by_tap[:, j, :, top : top + height]
+        rows[..., : columns.start] = 0
+        rows[..., columns.stop :] = 0
+        rows[..., columns] = x_by_channel[..., source]
+    return cols
+
+
+def forward_chunk(x: Any, weight: Any, geometry: WindowGeometry, cols: Any, products: Any) -> Any:
+    """The convolution of x (n, C_in, H, W), as a (C_out, n, H_out, W_out) view into ``products``.
+
+    cols: a (C_in * kW, n * Hp * W_out) buffer; products: a (kH * C_out, n * Hp * W_out) buffer.
+    """
+    out_channels, kernel_h = weight.shape[0], geometry.kernel[0]
+    _, _, padded_h, out_w, out_h, _ = _layout(geometry)
+    row_columns_into(x, geometry, cols)
+    weight_rows = weight.transpose(2, 0, 1, 3).reshape(kernel_h * out_channels, -1)  # (i, o) x (c, j)
+    backend.xp_of(x).matmul(weight_rows, cols, out=products)
+    by_row = products.reshape(kernel_h, out_channels, -1)
+    length = by_row.shape[2] - (kernel_h - 1) * out_w  # every position that is an output lies before this
+    for i in range(1, kernel_h):  # out = sum_i Z[i] shifted by i rows, summed into Z[0]
+        by_row[0, :, :length] += by_row[i, :, i * out_w : i * out_w + length]
+    return by_row[0].reshape(out_channels, x.shape[0], padded_h, out_w)[:, :, :out_h]
+
+
+def backward_chunk(
+    x: Any, grad_out: Any, weight: Any, geometry: WindowGeometry, buffers: dict,
+    grad_weight_rows: Any = None, grad_x: Any = None,
+) -> None:
+    """Add this chunk's share to ``grad_weight_rows`` ((C_in * kW, kH, C_out), or None) and write its
+    input gradient into ``grad_x`` ((n, C_in, H, W), or None).
+
+    x: (n, C_in, H, W); grad_out: (n, C_out, H_out, W_out); buffers: scratch arrays of the right sizes under
+    "columns" (C_in * kW, n * Hp * W_out), "grid" (margin + C_out * n * Hp * W_out,), "rows"
+    (kH * C_out, n * Hp * W_out) and "sums" (C_in, n, H, W).
+    """
+    xp = backend.xp_of(grad_out)
+    n, in_channels, height, width = x.shape
+    out_channels = weight.shape[0]
+    top, left, padded_h, out_w, out_h, kernel_h = _layout(geometry)
+    kernel_w = geometry.kernel[1]
+    per_channel = n * padded_h * out_w
+    # dY on the padded rows, zero below every image's last output row, after `margin` zeros: a shift of up
+    # to kH - 1 rows back then reads zeros wherever it leaves an image.
+    margin = (kernel_h - 1) * out_w
+    grid_buffer = buffers["grid"]
+    grid_buffer[:margin] = 0
+    grid = grid_buffer[margin:].reshape(out_channels, n, padded_h, out_w)
+    grid[:, :, out_h:] = 0
+    grid[:, :, :out_h] = grad_out.transpose(1, 0, 2, 3)
+    grad_rows = grid_buffer[margin:].reshape(out_channels, per_channel)
+
+    cols = buffers["columns"]
+    if grad_weight_rows is not None:
+        row_columns_into(x, geometry, cols)
+        length = per_channel - margin  # dY is zero from here on
+        for i in range(kernel_h):
+            # (cols shifted by i rows) @ dY.T: (C_in * kW, C_out), the orientation OpenBLAS runs faster here
+            grad_weight_rows[:, i] += xp.matmul(cols[:, i * out_w : i * out_w + length], grad_rows[:, :length].T)
+    if grad_x is None:
+        return
+    shifted = buffers["rows"].reshape(kernel_h, out_channels, per_channel)
+    for i in range(kernel_h):  # dY shifted by i rows (back): stacked[i, o, r] = dY[o, r - i * W_out]
+        start = margin - i * out_w
+        shifted[i] = grid_buffer[start : start + out_channels * per_channel].reshape(out_channels, per_channel)
+    weight_columns = weight.transpose(1, 3, 2, 0).reshape(in_channels * kernel_w, kernel_h * out_channels)
+    grad_cols = xp.matmul(weight_columns, buffers["rows"], out=cols)  # (C_in * kW, n * Hp * W_out)
+    grad_by_tap = grad_cols.reshape(in_channels, kernel_w, n, padded_h, out_w)[:, :, :, top : top + height]
+    sums = buffers["sums"]
+    sums[...] = 0
+    for j in range(kernel_w):  # col2im along the width: kernel column j lands j columns to the right
+        columns, source = _width_ranges(j, left, width, out_w)
+        sums[..., source] += grad_by_tap[:, j, ..., columns]
+    grad_x[...] = sums.transpose(1, 0, 2, 3)
