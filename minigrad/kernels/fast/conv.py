@@ -241,8 +241,8 @@ def _backward_by_rows(grad_out: Any, ctx: ConvContext, grad_x: Any, need_weight_
     x, weight, geometry = ctx.x, ctx.weight, ctx.geometry
     out_channels, in_channels, kernel_h, kernel_w = weight.shape
     xp = backend.xp_of(grad_out)
-    # grad_weight gathered as (C_in * kW, kH, C_out), the layout the per-row products give
-    grad_rows = xp.zeros((in_channels * kernel_w, kernel_h, out_channels), dtype=x.dtype) if need_weight_grad else None
+    # grad_weight gathered as (C_in * kW, kH * C_out), the layout the products give
+    grad_rows = xp.zeros((in_channels * kernel_w, kernel_h * out_channels), dtype=x.dtype) if need_weight_grad else None
     for start, stop, buffers in _row_chunks(x, out_channels, geometry, ctx.max_buffer_bytes):
         conv_rows.backward_chunk(x[start:stop], grad_out[start:stop], weight, geometry, buffers, grad_rows,
                                  None if grad_x is None else grad_x[start:stop])

@@ -16,11 +16,11 @@ convolution this module copies each pixel only ``kW`` times and lets the kernel 
 
 The backward runs the same idea backwards:
 
-- ``grad_weight[o, c, i, j] = sum over (n, y, ow) of dY[o, (n, y, ow)] * cols[(c, j), (n, y, ow) + i * W_out]``:
-  one product per kernel row, on a shifted view of the columns (no copy);
-- the column gradient is one product with the kH shifted copies of dY stacked
-  (``dcols = W_cols @ [dY shifted by 0, W_out, ..., (kH - 1) * W_out]``), where dY is laid out on the padded
-  rows with zeros below each image's last output row, so every shift reads zeros where it leaves the image;
+- dY is laid out on the padded rows, with zeros below each image's last output row, and its kH copies
+  shifted by 0, W_out, ..., (kH - 1) * W_out are stacked: ``S[(i, o), r] = dY[o, r - i * W_out]`` (every
+  shift reads zeros where it leaves an image);
+- ``grad_weight[o, c, i, j] = sum over r of cols[(c, j), r] * S[(i, o), r]``: one product, ``cols @ S.T``;
+- the column gradient is one product too, ``dcols = W_cols @ S`` with ``W_cols[(c, j), (i, o)] = w[o, c, i, j]``;
 - col2im along the width only: ``grad_x = sum_j dcols[(c, j)]`` shifted j columns, kW adds.
 
 The same sums as the reference, in another order (the tests hold them within the float32 tolerance). It
@@ -34,9 +34,10 @@ from typing import Any
 from minigrad import backend
 from minigrad.kernels.geometry import WindowGeometry
 
-# The largest C_in * kH * kW for which the fast convolution picks row columns by itself on a CPU. Measured on
-# a 2-core AMD EPYC (benchmarks/README.md): 1.5-2.4x faster at depth 200 (5x5 over 8 channels), 1.3-1.5x at
-# 108-216, about even at 800, slower at 864 and beyond, where one long product over the full columns wins.
+# The largest C_in * kH * kW for which the fast convolution picks row columns by itself on a CPU. Measured
+# forward + backward on a 2-core AMD EPYC, AVX2 (benchmarks/README.md): 1.8-2.3x faster at depth 200 (5x5
+# over 8 channels), 1.3-1.5x at 108-216, 1.2-1.4x at 400-800; from 864 to 1152 anywhere from 0.86x to 1.2x,
+# and 0.93-0.98x from 1296 on, where one long product over the full columns does as well.
 MAX_DEPTH = 800
 
 
@@ -109,7 +110,7 @@ def backward_chunk(
     x: Any, grad_out: Any, weight: Any, geometry: WindowGeometry, buffers: dict,
     grad_weight_rows: Any = None, grad_x: Any = None,
 ) -> None:
-    """Add this chunk's share to ``grad_weight_rows`` ((C_in * kW, kH, C_out), or None) and write its
+    """Add this chunk's share to ``grad_weight_rows`` ((C_in * kW, kH * C_out), or None) and write its
     input gradient into ``grad_x`` ((n, C_in, H, W), or None).
 
     x: (n, C_in, H, W); grad_out: (n, C_out, H_out, W_out); buffers: scratch arrays of the right sizes under
@@ -130,23 +131,25 @@ def backward_chunk(
     grid = grid_buffer[margin:].reshape(out_channels, n, padded_h, out_w)
     grid[:, :, out_h:] = 0
     grid[:, :, :out_h] = grad_out.transpose(1, 0, 2, 3)
-    grad_rows = grid_buffer[margin:].reshape(out_channels, per_channel)
 
+    # dY shifted by i rows (back), stacked: shifted[i, o, r] = dY[o, r - i * W_out]. Both gradients are
+    # one product with it.
+    shifted = buffers["rows"]
+    for i in range(kernel_h):
+        start = margin - i * out_w
+        shifted[i * out_channels : (i + 1) * out_channels] = (
+            grid_buffer[start : start + out_channels * per_channel].reshape(out_channels, per_channel)
+        )
     cols = buffers["columns"]
     if grad_weight_rows is not None:
+        # grad_weight[o, c, i, j] = sum_r cols[(c, j), r] * dY[o, r - i * W_out]: cols @ shifted.T, in the
+        # layout (C_in * kW, kH * C_out); one product with a long inner dimension, not kH thin ones.
         row_columns_into(x, geometry, cols)
-        length = per_channel - margin  # dY is zero from here on
-        for i in range(kernel_h):
-            # (cols shifted by i rows) @ dY.T: (C_in * kW, C_out), the orientation OpenBLAS runs faster here
-            grad_weight_rows[:, i] += xp.matmul(cols[:, i * out_w : i * out_w + length], grad_rows[:, :length].T)
+        grad_weight_rows += xp.matmul(cols, shifted.T).reshape(grad_weight_rows.shape)
     if grad_x is None:
         return
-    shifted = buffers["rows"].reshape(kernel_h, out_channels, per_channel)
-    for i in range(kernel_h):  # dY shifted by i rows (back): stacked[i, o, r] = dY[o, r - i * W_out]
-        start = margin - i * out_w
-        shifted[i] = grid_buffer[start : start + out_channels * per_channel].reshape(out_channels, per_channel)
     weight_columns = weight.transpose(1, 3, 2, 0).reshape(in_channels * kernel_w, kernel_h * out_channels)
-    grad_cols = xp.matmul(weight_columns, buffers["rows"], out=cols)  # (C_in * kW, n * Hp * W_out)
+    grad_cols = xp.matmul(weight_columns, shifted, out=cols)  # (C_in * kW, n * Hp * W_out)
     grad_by_tap = grad_cols.reshape(in_channels, kernel_w, n, padded_h, out_w)[:, :, :, top : top + height]
     sums = buffers["sums"]
     sums[...] = 0
