@@ -24,11 +24,14 @@ The same formulas as the reference (``Y_mat[g] = W_mat[g] @ cols[g]``, ``dW = dY
 The columns are copied by a :class:`~minigrad.kernels.fast.im2col.ColumnKernels` pair, the array versions by
 default; the dispatch point passes the CUDA C ones when they are switched on.
 
-**Two methods.** ``method="columns"`` is all of the above. ``method="rows"``
+**Three methods.** ``method="columns"`` is all of the above. ``method="rows"``
 (:mod:`minigrad.kernels.fast.conv_rows`) copies each pixel kW times instead of kH * kW and adds the kernel
-rows by shifting; it needs stride 1, no dilation and one group. By default (``method=None``) a CPU
-convolution of depth C_in * kH * kW up to :data:`~minigrad.kernels.fast.conv_rows.MAX_DEPTH` takes rows
-(few channels: the copies dominate) and everything else takes columns (:func:`choose_method`).
+rows by shifting; it needs stride 1, no dilation and one group. ``method="pointwise"``, for a 1x1 kernel
+(stride 1, no padding, one group), copies nothing: ``out[n] = W @ x[n]``, one product per sample, each
+sample's (C, H*W) block read where it lies. By default (``method=None``, :func:`choose_method`) a CPU
+convolution takes pointwise where it can, rows where it can and its depth C_in * kH * kW is at most
+:data:`~minigrad.kernels.fast.conv_rows.MAX_DEPTH` (few channels: the copies dominate), and columns
+otherwise; a GPU takes columns (the others were measured on CPUs only).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from minigrad.kernels.fast import conv_rows
 from minigrad.kernels.fast.im2col import ARRAY_COLUMNS, ColumnKernels
 from minigrad.kernels.geometry import WindowGeometry
 
-METHODS = ("columns", "rows")
+METHODS = ("columns", "rows", "pointwise")
 DEFAULT_BUFFER_BYTES = 256 * 2**20  # largest column buffer one conv2d call may hold (per chunk of the batch)
 
 # Scratch arrays kept between calls, keyed by (device, dtype, role). Nothing returned to a caller or kept in
@@ -93,16 +96,26 @@ class ConvContext:
 
 
 def choose_method(x: Any, weight: Any, geometry: WindowGeometry, groups: int, method: str | None = None) -> str:
-    """The method a convolution runs with: ``method`` checked, or, when it is None, "rows" for a CPU
-    convolution that row columns can do whose depth C_in * kH * kW is at most ``conv_rows.MAX_DEPTH``
-    (a 1x1 kernel keeps its own shortcut), "columns" otherwise."""
+    """The method a convolution runs with: ``method`` checked, or, when it is None, on a CPU "pointwise" for
+    a 1x1 kernel with stride 1, no padding and one group, "rows" for a stride-1 undilated ungrouped one
+    whose depth C_in * kH * kW is at most ``conv_rows.MAX_DEPTH``, and "columns" otherwise (always on a GPU)."""
+    pointwise = _is_pointwise(geometry) and groups == 1
     if method is None:
         depth = weight.shape[1] * geometry.kernel[0] * geometry.kernel[1]
-        small = geometry.kernel != (1, 1) and depth <= conv_rows.MAX_DEPTH
-        suits = backend.prefers_fewer_copies_to_longer_products(x)
-        return "rows" if (suits and small and conv_rows.applies(geometry, groups)) else "columns"
+        if not backend.prefers_fewer_copies_to_longer_products(x):
+            return "columns"
+        if pointwise:
+            return "pointwise"
+        shallow = geometry.kernel != (1, 1) and depth <= conv_rows.MAX_DEPTH
+        return "rows" if (shallow and conv_rows.applies(geometry, groups)) else "columns"
     if method not in METHODS:
         raise ValueError(f"conv2d: method must be one of {METHODS} or None (choose), got {method!r}")
+    if method == "pointwise" and not pointwise:
+        raise ValueError(
+            f"conv2d: method='pointwise' needs a 1x1 kernel, stride 1, no padding and groups=1, got kernel "
+            f"{geometry.kernel}, stride {geometry.stride}, padding {geometry.pads}, groups={groups} (input "
+            f"{tuple(x.shape)}); use method='columns' or None"
+        )
     if method == "rows" and not conv_rows.applies(geometry, groups):
         raise ValueError(
             f"conv2d: method='rows' needs stride 1, dilation 1 and groups=1, got stride {geometry.stride}, "
@@ -144,6 +157,12 @@ def conv2d_forward(
         for start, stop, buffers in _row_chunks(x, out_channels, geometry, budget):
             result = conv_rows.forward_chunk(x[start:stop], weight, geometry, buffers["columns"], buffers["rows"])
             _to_batch_major(result, bias, out[start:stop])
+        return out, ctx
+    if method == "pointwise":
+        # out[n] = W @ x[n] for every sample n: NumPy's matmul runs one product per sample, straight on x
+        xp.matmul(weight.reshape(out_channels, -1), x.reshape(n, x.shape[1], -1), out=out.reshape(n, out_channels, -1))
+        if bias is not None:
+            out += bias.reshape(-1, 1, 1)
         return out, ctx
     weight_matrix = weight.reshape(out_channels, -1)
 
@@ -212,6 +231,8 @@ def conv2d_backward(
         return None, None, grad_bias
     if ctx.method == "rows":
         return (*_backward_by_rows(grad_out, ctx, grad_x, need_weight_grad), grad_bias)
+    if ctx.method == "pointwise":
+        return (*_backward_pointwise(grad_out, ctx, grad_x, need_weight_grad), grad_bias)
     grad_weight_matrix = xp.zeros(weight_matrix.shape, dtype=x.dtype) if need_weight_grad else None
 
     chunks = _column_chunks(x, geometry, ctx.max_buffer_bytes, ctx.columns, fill=need_weight_grad)
@@ -250,6 +271,27 @@ def _backward_by_rows(grad_out: Any, ctx: ConvContext, grad_x: Any, need_weight_
         return grad_x, None
     grad_weight = grad_rows.reshape(in_channels, kernel_w, kernel_h, out_channels).transpose(3, 0, 2, 1)
     return grad_x, xp.ascontiguousarray(grad_weight)
+
+
+def _backward_pointwise(grad_out: Any, ctx: ConvContext, grad_x: Any, need_weight_grad: bool) -> tuple[Any, Any]:
+    """conv2d_backward for ``method="pointwise"``: ``grad_x[n] = W.T @ dY[n]`` and
+    ``grad_weight = sum_n dY[n] @ x[n].T``, one product per sample, in batch chunks whose (n, C_out, C_in)
+    stack of per-sample weight gradients fits in the buffer budget."""
+    x, weight = ctx.x, ctx.weight
+    xp = backend.xp_of(grad_out)
+    n, in_channels = x.shape[:2]
+    out_channels = weight.shape[0]
+    grad_rows, x_rows = grad_out.reshape(n, out_channels, -1), x.reshape(n, in_channels, -1)
+    if grad_x is not None:
+        xp.matmul(weight.reshape(out_channels, in_channels).T, grad_rows, out=grad_x.reshape(n, in_channels, -1))
+    if not need_weight_grad:
+        return grad_x, None
+    grad_weight = xp.zeros((out_channels, in_channels), dtype=x.dtype)
+    chunk = max(1, min(n, ctx.max_buffer_bytes // (out_channels * in_channels * x.dtype.itemsize)))
+    for start in range(0, n, chunk):
+        per_sample = xp.matmul(grad_rows[start : start + chunk], x_rows[start : start + chunk].transpose(0, 2, 1))
+        grad_weight += per_sample.sum(axis=0)
+    return grad_x, grad_weight.reshape(weight.shape)
 
 
 def _is_pointwise(geometry: WindowGeometry) -> bool:

@@ -25,11 +25,14 @@ rng = np.random.default_rng(0)
 
 
 def methods_for(x, weight, options):
-    """The methods that can run this convolution: always "columns", "rows" where it applies, and None."""
+    """The methods that can run this convolution: always "columns", "rows" and "pointwise" where they apply,
+    and None."""
+    groups = options.get("groups", 1)
     geometry = conv2d_geometry(x, weight, None, options.get("stride", 1), options.get("padding", 0),
-                               options.get("dilation", 1), options.get("groups", 1))
-    rows = ["rows"] if conv_rows.applies(geometry, options.get("groups", 1)) else []
-    return ["columns", *rows, None]
+                               options.get("dilation", 1), groups)
+    rows = ["rows"] if conv_rows.applies(geometry, groups) else []
+    pointwise = ["pointwise"] if fast_conv._is_pointwise(geometry) and groups == 1 else []
+    return ["columns", *rows, *pointwise, None]
 
 
 def check_against_reference(x, weight, bias, device, max_buffer_bytes=None, **options):
@@ -97,12 +100,13 @@ def test_chunked_equals_unchunked(monkeypatch, x_shape, weight_shape, options, d
     """A budget smaller than one sample's columns runs one sample per chunk; the results do not change."""
     x, weight = on(device, rng.standard_normal(x_shape), rng.standard_normal(weight_shape))
     bias = on(device, rng.standard_normal(weight_shape[0]))
-    out, ctx = fast_conv.conv2d_forward(x, weight, bias, **options)
+    out, ctx = fast_conv.conv2d_forward(x, weight, bias, **options, method="columns")
     grad_out = on(device, rng.standard_normal(out.shape))
     grads = fast_conv.conv2d_backward(grad_out, ctx)
 
     columns = spy_on_chunks(monkeypatch)
-    out_chunked, ctx_chunked = fast_conv.conv2d_forward(x, weight, bias, **options, max_buffer_bytes=1)
+    out_chunked, ctx_chunked = fast_conv.conv2d_forward(x, weight, bias, **options, max_buffer_bytes=1,
+                                                        method="columns")
     assert columns == [out.shape[2] * out.shape[3]] * x.shape[0]  # really one sample at a time
     grads_chunked = fast_conv.conv2d_backward(grad_out, ctx_chunked)
     # Forward and grad_x are the same products on fewer columns; grad_weight sums in another order.
@@ -174,7 +178,9 @@ def test_the_method_is_chosen_by_depth_stride_and_device(device):
         ((4, 8, 3, 3), dict(padding=1, stride=2), "columns"),
         ((4, 8, 3, 3), dict(padding=1, dilation=2), "columns"),
         ((4, 4, 3, 3), dict(padding=1, groups=2), "columns"),
-        ((4, 8, 1, 1), dict(), "columns"),  # the 1x1 shortcut
+        ((4, 8, 1, 1), dict(), "pointwise"),
+        ((4, 8, 1, 1), dict(padding=1), "columns"),  # a padded 1x1 is not pointwise
+        ((4, 4, 1, 1), dict(groups=2), "columns"),
     ]
     for weight_shape, options, on_cpu in cases:
         _, ctx = fast_conv.conv2d_forward(x, on(device, rng.standard_normal(weight_shape)), **options)
@@ -190,6 +196,8 @@ def test_a_method_that_cannot_run_is_refused(device):
         fast_conv.conv2d_forward(x, weight, stride=2, method="rows")
     with pytest.raises(ValueError, match="method must be one of"):
         fast_conv.conv2d_forward(x, weight, method="winograd")
+    with pytest.raises(ValueError, match=r"method='pointwise' needs a 1x1 kernel.*got kernel \(3, 3\)"):
+        fast_conv.conv2d_forward(x, weight, method="pointwise")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -247,3 +255,20 @@ def test_row_columns_backward_gives_only_what_is_asked(device):
     grad_x, grad_weight, _ = fast_conv.conv2d_backward(grad_out, ctx, need_input_grad=False)
     assert grad_x is None
     np.testing.assert_allclose(back(grad_weight), back(full[1]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_weight_gradient_is_the_same_in_any_chunks(dtype, device):
+    """The per-sample products of the weight gradient are summed chunk by chunk (budget: the stack of one
+    chunk's (C_out, C_in) products); one sample per chunk gives the same numbers as one chunk."""
+    x, weight, bias = cast((rng.standard_normal((5, 6, 4, 3)), rng.standard_normal((7, 6, 1, 1)),
+                            rng.standard_normal(7)), dtype)
+    check_against_reference(x, weight, bias, device)
+    x, weight = on(device, x, weight)
+    out, ctx = fast_conv.conv2d_forward(x, weight, None, method="pointwise")
+    grad_out = on(device, rng.standard_normal(out.shape).astype(dtype))
+    whole = fast_conv.conv2d_backward(grad_out, ctx)
+    _, one_by_one = fast_conv.conv2d_forward(x, weight, None, method="pointwise", max_buffer_bytes=1)
+    chunked = fast_conv.conv2d_backward(grad_out, one_by_one)
+    np.testing.assert_array_equal(back(chunked[0]), back(whole[0]))  # grad_x: the same products
+    assert_same_numbers(back(chunked[1]), back(whole[1]), "grad_weight in one-sample chunks", terms=5 * 12)
