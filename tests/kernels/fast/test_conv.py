@@ -257,10 +257,13 @@ def test_row_columns_backward_gives_only_what_is_asked(device):
     np.testing.assert_allclose(back(grad_weight), back(full[1]), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("min_pixels", [1, 10**9], ids=["per-sample-stack", "swapped-product"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_pointwise_weight_gradient_is_the_same_in_any_chunks(dtype, device):
-    """The per-sample products of the weight gradient are summed chunk by chunk (budget: the stack of one
-    chunk's (C_out, C_in) products); one sample per chunk gives the same numbers as one chunk."""
+def test_pointwise_weight_gradient_is_the_same_in_any_chunks(monkeypatch, dtype, min_pixels, device):
+    """Both ways to the pointwise weight gradient match the reference, and chunking does not change them
+    (per-sample products are summed chunk by chunk, budget: the stack of one chunk's (C_out, C_in) products;
+    the swapped product runs the columns method's chunks)."""
+    monkeypatch.setattr(fast_conv, "POINTWISE_STACK_MIN_PIXELS", min_pixels)
     x, weight, bias = cast((rng.standard_normal((5, 6, 4, 3)), rng.standard_normal((7, 6, 1, 1)),
                             rng.standard_normal(7)), dtype)
     check_against_reference(x, weight, bias, device)
