@@ -37,7 +37,8 @@ def conv2d(
 # ----- pooling --------------------------------------------------------------------------------
 class MaxPool2d(Function):
     def forward(self, x: Any, **options: Any) -> Any:
-        out, self.ctx = kernels.max_pool2d_forward(x, **options)
+        # Without a gradient to come (evaluation, no_grad) the winners are not needed: the maxima alone.
+        out, self.ctx = kernels.max_pool2d_forward(x, **options, need_argmax=self.needs_input_grad[0])
         return out
 
     def backward(self, grad: Any) -> Any:

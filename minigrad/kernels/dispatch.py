@@ -143,10 +143,13 @@ def conv2d_backward(grad_out: Any, ctx: Any, need_input_grad: bool = True, need_
 
 # ----- pooling ---------------------------------------------------------------------------------
 def max_pool2d_forward(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
-                       ceil_mode: bool = False) -> tuple[Any, Any]:
-    """:func:`minigrad.kernels.max_pool.max_pool2d_forward` by the current mode."""
-    kernels = max_pool if mode() == "reference" else fast_max_pool
-    return kernels.max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
+                       ceil_mode: bool = False, need_argmax: bool = True) -> tuple[Any, Any]:
+    """:func:`minigrad.kernels.max_pool.max_pool2d_forward` by the current mode. ``need_argmax=False`` (no
+    gradient will be asked for) lets the fast kernel skip the winners; the reference always keeps them."""
+    if mode() == "reference":
+        return max_pool.max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
+    return fast_max_pool.max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode,
+                                            need_argmax=need_argmax)
 
 
 def max_pool2d_backward(grad_out: Any, ctx: Any) -> Any:

@@ -31,10 +31,13 @@ rng = np.random.default_rng(0)
 
 def check_against_reference(x, device, **kwargs):
     """Output, winners and input gradient: a max picks a value and the gradients are sums of the same values in
-    the same tap order, so the fast kernel equals the reference exactly (NaN in the same places)."""
+    the same tap order, so the fast kernel equals the reference exactly (NaN in the same places). The maxima
+    alone (need_argmax=False) are the same values."""
     out, ctx = fast_max_pool.max_pool2d_forward(on(device, x), **kwargs)
     expected_out, expected_ctx = max_pool.max_pool2d_forward(on(device, x), **kwargs)
     np.testing.assert_array_equal(back(out), back(expected_out))
+    maxima, _ = fast_max_pool.max_pool2d_forward(on(device, x), **kwargs, need_argmax=False)
+    np.testing.assert_array_equal(back(maxima), back(expected_out))
     np.testing.assert_array_equal(back(ctx.argmax), back(expected_ctx.argmax))
     grad_out = on(device, rng.standard_normal(out.shape).astype(x.dtype))
     assert_same_numbers(back(fast_max_pool.max_pool2d_backward(grad_out, ctx)),
@@ -170,3 +173,11 @@ def test_max_pool_of_an_empty_batch_has_an_empty_gradient(device):
     out, ctx = fast_max_pool.max_pool2d_forward(on(device, np.zeros((0, 3, 5, 5), dtype=np.float32)), 3, 1, 1)
     assert out.shape == (0, 3, 5, 5)
     assert fast_max_pool.max_pool2d_backward(out, ctx).shape == (0, 3, 5, 5)
+
+
+def test_maxima_alone_keep_no_winners_and_refuse_a_backward(device):
+    x = on(device, rng.standard_normal((2, 3, 6, 6)))
+    out, ctx = fast_max_pool.max_pool2d_forward(x, 3, 2, 1, need_argmax=False)
+    assert ctx.argmax is None
+    with pytest.raises(ValueError, match="max_pool2d backward: the forward ran with need_argmax=False"):
+        fast_max_pool.max_pool2d_backward(on(device, np.ones(out.shape)), ctx)
