@@ -163,7 +163,8 @@ def conv2d_forward(
         return out, ctx
     if method == "pointwise":
         # out[n] = W @ x[n] for every sample n: NumPy's matmul runs one product per sample, straight on x
-        xp.matmul(weight.reshape(out_channels, -1), x.reshape(n, x.shape[1], -1), out=out.reshape(n, out_channels, -1))
+        conv_rows.product(weight.reshape(out_channels, -1), x.reshape(n, x.shape[1], -1),
+                          out=out.reshape(n, out_channels, -1))
         if bias is not None:
             out += bias.reshape(-1, 1, 1)
         return out, ctx
@@ -287,7 +288,8 @@ def _backward_pointwise(grad_out: Any, ctx: ConvContext, grad_x: Any, need_weigh
     out_channels = weight.shape[0]
     grad_rows, x_rows = grad_out.reshape(n, out_channels, -1), x.reshape(n, in_channels, -1)
     if grad_x is not None:
-        xp.matmul(weight.reshape(out_channels, in_channels).T, grad_rows, out=grad_x.reshape(n, in_channels, -1))
+        conv_rows.product(weight.reshape(out_channels, in_channels).T, grad_rows,
+                          out=grad_x.reshape(n, in_channels, -1))
     if not need_weight_grad:
         return grad_x, None
     grad_weight = xp.zeros((out_channels, in_channels), dtype=x.dtype)
@@ -302,7 +304,8 @@ def _backward_pointwise(grad_out: Any, ctx: ConvContext, grad_x: Any, need_weigh
         return grad_x, grad_weight.reshape(weight.shape)
     chunk = max(1, min(n, ctx.max_buffer_bytes // (out_channels * in_channels * x.dtype.itemsize)))
     for start in range(0, n, chunk):
-        per_sample = xp.matmul(grad_rows[start : start + chunk], x_rows[start : start + chunk].transpose(0, 2, 1))
+        per_sample = conv_rows.product(grad_rows[start : start + chunk],
+                                       x_rows[start : start + chunk].transpose(0, 2, 1))
         grad_weight += per_sample.sum(axis=0)
     return grad_x, grad_weight.reshape(weight.shape)
 

@@ -41,6 +41,13 @@ from minigrad.kernels.geometry import WindowGeometry
 MAX_DEPTH = 800
 
 
+def product(a: Any, b: Any, out: Any = None) -> Any:
+    """``a @ b``, into ``out`` when given. Every matrix multiply of the row-columns method (and of the fast
+    convolution's pointwise method) runs through this one function, so that a profile can tell the time of
+    the products from the time of the copies around them (chapter 15 does)."""
+    return backend.xp_of(a).matmul(a, b, out=out)
+
+
 def applies(geometry: WindowGeometry, groups: int) -> bool:
     """True when row columns can compute this convolution: stride 1, no dilation, one group."""
     return groups == 1 and geometry.stride == (1, 1) and geometry.dilation == (1, 1)
@@ -98,7 +105,7 @@ def forward_chunk(x: Any, weight: Any, geometry: WindowGeometry, cols: Any, prod
     _, _, padded_h, out_w, out_h, _ = _layout(geometry)
     row_columns_into(x, geometry, cols)
     weight_rows = weight.transpose(2, 0, 1, 3).reshape(kernel_h * out_channels, -1)  # (i, o) x (c, j)
-    backend.xp_of(x).matmul(weight_rows, cols, out=products)
+    product(weight_rows, cols, out=products)
     by_row = products.reshape(kernel_h, out_channels, -1)
     length = by_row.shape[2] - (kernel_h - 1) * out_w  # every position that is an output lies before this
     for i in range(1, kernel_h):  # out = sum_i Z[i] shifted by i rows, summed into Z[0]
@@ -117,7 +124,6 @@ def backward_chunk(
     "columns" (C_in * kW, n * Hp * W_out), "grid" (margin + C_out * n * Hp * W_out,), "rows"
     (kH * C_out, n * Hp * W_out) and "sums" (C_in, n, H, W).
     """
-    xp = backend.xp_of(grad_out)
     n, in_channels, height, width = x.shape
     out_channels = weight.shape[0]
     top, left, padded_h, out_w, out_h, kernel_h = _layout(geometry)
@@ -145,15 +151,25 @@ def backward_chunk(
         # grad_weight[o, c, i, j] = sum_r cols[(c, j), r] * dY[o, r - i * W_out]: cols @ shifted.T, in the
         # layout (C_in * kW, kH * C_out); one product with a long inner dimension, not kH thin ones.
         row_columns_into(x, geometry, cols)
-        grad_weight_rows += xp.matmul(cols, shifted.T).reshape(grad_weight_rows.shape)
+        grad_weight_rows += product(cols, shifted.T).reshape(grad_weight_rows.shape)
     if grad_x is None:
         return
     weight_columns = weight.transpose(1, 3, 2, 0).reshape(in_channels * kernel_w, kernel_h * out_channels)
-    grad_cols = xp.matmul(weight_columns, shifted, out=cols)  # (C_in * kW, n * Hp * W_out)
+    grad_cols = product(weight_columns, shifted, out=cols)  # (C_in * kW, n * Hp * W_out)
+    row_columns_back(grad_cols, x.shape, geometry, buffers["sums"], grad_x)
+
+
+def row_columns_back(grad_cols: Any, x_shape: tuple, geometry: WindowGeometry, sums: Any, grad_x: Any) -> Any:
+    """The adjoint of :func:`row_columns_into`, col2im along the width only: every (c, j) row of the column
+    gradient (C_in * kW, n * Hp * W_out) added back j columns to the right, into ``grad_x`` (n, C_in, H, W)
+    by way of ``sums``, a (C_in, n, H, W) buffer. Returns grad_x."""
+    n, in_channels, height, width = x_shape
+    top, left, padded_h, out_w, _, _ = _layout(geometry)
+    kernel_w = geometry.kernel[1]
     grad_by_tap = grad_cols.reshape(in_channels, kernel_w, n, padded_h, out_w)[:, :, :, top : top + height]
-    sums = buffers["sums"]
     sums[...] = 0
-    for j in range(kernel_w):  # col2im along the width: kernel column j lands j columns to the right
+    for j in range(kernel_w):  # kernel column j lands j columns to the right
         columns, source = _width_ranges(j, left, width, out_w)
         sums[..., source] += grad_by_tap[:, j, ..., columns]
     grad_x[...] = sums.transpose(1, 0, 2, 3)
+    return grad_x
