@@ -268,3 +268,16 @@ def test_distributed_group_measures_one_and_two_processes():
         assert row.extra["img/s"] == pytest.approx(8 / row.minigrad_ms * 1e3, abs=0.051)  # rounded to 0.1
     assert rows[0].extra["efficiency"] == "100%"
     assert "distributed" in parse_arguments(["--only", "distributed"]).only
+
+
+def test_the_winograd_experiment_computes_the_convolution():
+    """benchmarks/tried/winograd.py (measured and left out): its F(2x2, 3x3) is the stride-1, padding-1 3x3
+    convolution, to float64 rounding, so the accuracy and time it reports are of the right thing."""
+    from benchmarks.tried import winograd
+    from minigrad.kernels import conv
+
+    rng = np.random.default_rng(3)
+    x, weight = rng.standard_normal((2, 3, 6, 8)), rng.standard_normal((5, 3, 3, 3))
+    expected, _ = conv.conv2d_forward(x, weight, None, padding=1)
+    np.testing.assert_allclose(winograd.winograd_conv3x3(x, weight), expected, rtol=1e-12, atol=1e-12)
+    assert "e-0" in winograd.measure(rng, 1, 4, 4, 2)   # one table row, errors included
