@@ -191,12 +191,15 @@ def _to_batch_major(result: Any, bias: Any, out: Any) -> None:
 
 def _row_chunks(x: Any, out_channels: int, geometry: WindowGeometry, max_buffer_bytes: int):
     """Yield ``(start, stop, buffers)`` for consecutive batch chunks of a row-columns convolution: as many
-    samples as fit in ``max_buffer_bytes`` (at least one), and the scratch arrays
+    samples as fit in ``max_buffer_bytes`` (on a CPU at most ``conv_rows.CACHE_CHUNK_BYTES``; at least one
+    sample), and the scratch arrays
     :func:`conv_rows.backward_chunk` names, sized for the chunk."""
     n, in_channels, height, width = x.shape
     (kernel_h, kernel_w), out_w = geometry.kernel, geometry.out_size[1]
     padded_h = geometry.padded_size[0]
     per_sample = conv_rows.bytes_per_sample(x.shape, out_channels, geometry, x.dtype.itemsize)
+    if backend.prefers_cache_sized_chunks(x):  # a CPU: chunks whose products stay in the cache
+        max_buffer_bytes = min(max_buffer_bytes, conv_rows.CACHE_CHUNK_BYTES)
     chunk = max(1, min(n, max_buffer_bytes // per_sample))
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)

@@ -275,3 +275,17 @@ def test_pointwise_weight_gradient_is_the_same_in_any_chunks(monkeypatch, dtype,
     chunked = fast_conv.conv2d_backward(grad_out, one_by_one)
     np.testing.assert_array_equal(back(chunked[0]), back(whole[0]))  # grad_x: the same products
     assert_same_numbers(back(chunked[1]), back(whole[1]), "grad_weight in one-sample chunks", terms=5 * 12)
+
+
+def test_row_columns_chunks_are_cache_sized_on_a_cpu(monkeypatch, device):
+    """On a CPU the rows method's chunks hold at most conv_rows.CACHE_CHUNK_BYTES (the products then stay in the
+    cache); on a GPU only the budget counts. The numbers do not change."""
+    x, weight = on(device, rng.standard_normal((6, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)))
+    whole, _ = fast_conv.conv2d_forward(x, weight, None, padding=1, method="rows")
+    _, ctx = fast_conv.conv2d_forward(x, weight, None, padding=1, method="rows")
+    per_sample = conv_rows.bytes_per_sample(x.shape, 4, ctx.geometry, x.itemsize)
+    monkeypatch.setattr(conv_rows, "CACHE_CHUNK_BYTES", 2 * per_sample)
+    chunks = [stop - start for start, stop, _ in fast_conv._row_chunks(x, 4, ctx.geometry, 10**9)]
+    assert chunks == ([2, 2, 2] if device == "cpu" else [6])
+    chunked, _ = fast_conv.conv2d_forward(x, weight, None, padding=1, method="rows")
+    np.testing.assert_allclose(back(chunked), back(whole), rtol=1e-12, atol=1e-12)
