@@ -281,3 +281,12 @@ def test_the_winograd_experiment_computes_the_convolution():
     expected, _ = conv.conv2d_forward(x, weight, None, padding=1)
     np.testing.assert_allclose(winograd.winograd_conv3x3(x, weight), expected, rtol=1e-12, atol=1e-12)
     assert "e-0" in winograd.measure(rng, 1, 4, 4, 2)   # one table row, errors included
+
+
+def test_profile_step_prints_the_functions_with_the_most_time(capsys):
+    from benchmarks import profile_step
+
+    profile_step.main(["--width", "0.0625", "--batch-size", "4", "--steps", "1", "--top", "5"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("width 0.0625, batch 4") and "ms per step" in lines[0]
+    assert len(lines) == 2 + 5 and all("%" in line for line in lines[2:])
