@@ -2,9 +2,11 @@
 
 The same formulas as the reference (``Y_mat[g] = W_mat[g] @ cols[g]``, ``dW = dY @ cols.T``,
 ``dcols = W_mat.T @ dY``, ``dx = col2im(dcols)``) and the same numbers, up to the order of float sums
-(the tests hold the two together). What it does differently, and why (benchmarks/README.md has the figures):
+(the tests hold the two together). It has three methods (the end of this docstring); the first,
+``method="columns"``, does what follows differently from the reference, and why (benchmarks/README.md has the
+figures):
 
-- **One big matrix multiply** per group and chunk, never one per sample: each BLAS call starts and joins
+- **One big matrix multiply** per group and chunk, not one per sample: each BLAS call starts and joins
   its threads, and on a busy machine many small calls cost far more than one large one.
 - **The 1x1 shortcut** (stride 1, no padding): a 1x1 window holds one pixel's channels, so the columns are
   x itself with N and C swapped (``x.transpose(1, 0, 2, 3)``, one plain copy, no im2col), and the input
@@ -24,11 +26,12 @@ The same formulas as the reference (``Y_mat[g] = W_mat[g] @ cols[g]``, ``dW = dY
 The columns are copied by a :class:`~minigrad.kernels.fast.im2col.ColumnKernels` pair, the array versions by
 default; the dispatch point passes the CUDA C ones when they are switched on.
 
-**Three methods.** ``method="columns"`` is all of the above. ``method="rows"``
+**Three methods.** ``method="columns"`` is all of the above: the general method, and a GPU's. ``method="rows"``
 (:mod:`minigrad.kernels.fast.conv_rows`) copies each pixel kW times instead of kH * kW and adds the kernel
 rows by shifting; it needs stride 1, no dilation and one group. ``method="pointwise"``, for a 1x1 kernel
 (stride 1, no padding, one group), copies nothing: ``out[n] = W @ x[n]``, one product per sample, each
-sample's (C, H*W) block read where it lies. By default (``method=None``, :func:`choose_method`) a CPU
+sample's (C, H*W) block read where it lies (measured faster than the swap copies on a quiet 2-core CPU,
+whatever the cost of a BLAS call on a busy one). By default (``method=None``, :func:`choose_method`) a CPU
 convolution takes pointwise where it can, rows where it can and its depth C_in * kH * kW is at most
 :data:`~minigrad.kernels.fast.conv_rows.MAX_DEPTH` (few channels: the copies dominate), and columns
 otherwise; a GPU takes columns (the others were measured on CPUs only).
